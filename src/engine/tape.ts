@@ -1,0 +1,162 @@
+// Reverse-mode autodiff. An op whose inputs need a gradient attaches a Node to its output; the
+// graph is the chain of nodes, and backward() walks it in reverse topological order. Frozen
+// tensors (requiresGrad false and no node) get no gradient buffers, but gradients still flow
+// through ops that read them, for example a frozen weight's matmul passes dX back.
+import { Tensor } from "./tensor.js";
+
+/**
+ * Computes the gradients of one op's inputs from the gradient of its output. `needs[i]` says
+ * whether input i needs a gradient; entries for inputs that do not are ignored and may be null.
+ */
+export type BackwardFn = (gradOut: Tensor, needs: readonly boolean[]) => (Tensor | null)[];
+
+export interface Node {
+  op: string;
+  inputs: readonly Tensor[];
+  backward: BackwardFn;
+}
+
+let gradEnabled = true;
+
+export function isGradEnabled(): boolean {
+  return gradEnabled;
+}
+
+/** Runs `fn` without recording gradients (inference, evaluation, generation). */
+export function noGrad<T>(fn: () => T): T {
+  const previous = gradEnabled;
+  gradEnabled = false;
+  try {
+    return fn();
+  } finally {
+    gradEnabled = previous;
+  }
+}
+
+/** Runs `fn` with gradient recording on, for example inside a checkpointed segment. */
+export function withGrad<T>(fn: () => T): T {
+  const previous = gradEnabled;
+  gradEnabled = true;
+  try {
+    return fn();
+  } finally {
+    gradEnabled = previous;
+  }
+}
+
+/** Attaches a node to `out` when recording is on and any input needs a gradient. */
+export function record(
+  out: Tensor,
+  op: string,
+  inputs: readonly Tensor[],
+  backward: BackwardFn,
+): Tensor {
+  if (gradEnabled && inputs.some((t) => t.needsGrad)) out.node = { op, inputs, backward };
+  return out;
+}
+
+function topologicalOrder(root: Tensor): Tensor[] {
+  const order: Tensor[] = [];
+  const visited = new Set<Tensor>();
+  // Iterative DFS: deep models would overflow the call stack with recursion.
+  const stack: [Tensor, number][] = [[root, 0]];
+  visited.add(root);
+  while (stack.length > 0) {
+    const top = stack[stack.length - 1];
+    const [t, i] = top;
+    const inputs = t.node?.inputs ?? [];
+    if (i < inputs.length) {
+      top[1]++;
+      const child = inputs[i];
+      if (child.node !== null && !visited.has(child)) {
+        visited.add(child);
+        stack.push([child, 0]);
+      }
+    } else {
+      stack.pop();
+      order.push(t);
+    }
+  }
+  return order;
+}
+
+/** Adds `g` into `target` elementwise (both f32, same size). */
+export type Accumulate = (target: Tensor, g: Tensor) => void;
+
+let accumulate: Accumulate = (target, g) => {
+  const a = target.f32();
+  const b = g.f32();
+  for (let i = 0; i < a.length; i++) a[i] += b[i];
+};
+
+/** Installs the kernel used to sum gradients (the ops layer sets a wasm one). */
+export function setAccumulate(fn: Accumulate): void {
+  accumulate = fn;
+}
+
+/**
+ * Backpropagates from `root`. With no `gradient`, root must have one element and its gradient
+ * is 1. Leaves with requiresGrad collect into `.grad` (persistent, added to, so micro-batches
+ * accumulate until zeroGrad). The graph is released afterwards.
+ */
+export function backward(root: Tensor, gradient?: Tensor): void {
+  if (!root.needsGrad) {
+    throw new Error(
+      `backward: ${root.describe()} does not depend on any tensor that requires a gradient`,
+    );
+  }
+  if (gradient === undefined && root.size !== 1) {
+    throw new Error(
+      `backward: ${root.describe()} is not a scalar; pass the gradient of the output`,
+    );
+  }
+  const grads = new Map<Tensor, Tensor>();
+  grads.set(root, gradient ?? Tensor.full(root.shape, 1));
+  const order = topologicalOrder(root);
+
+  for (let k = order.length - 1; k >= 0; k--) {
+    const t = order[k];
+    const g = grads.get(t);
+    grads.delete(t);
+    if (g === undefined) continue;
+    if (t.requiresGrad) addToLeafGrad(t, g);
+    const node = t.node;
+    if (node === null) continue;
+    const needs = node.inputs.map((x) => x.needsGrad);
+    const inputGrads = node.backward(g, needs);
+    node.inputs.forEach((x, i) => {
+      if (!needs[i]) return;
+      const gi = inputGrads[i];
+      if (gi === null || gi === undefined) {
+        throw new Error(
+          `backward of ${node.op}: no gradient returned for input ${i} ${x.describe()}`,
+        );
+      }
+      if (gi.size !== x.size) {
+        throw new Error(
+          `backward of ${node.op}: gradient ${gi.describe()} does not match input ${x.describe()}`,
+        );
+      }
+      if (x.node === null) {
+        if (x.requiresGrad) addToLeafGrad(x, gi);
+        return;
+      }
+      const previous = grads.get(x);
+      if (previous === undefined) grads.set(x, gi);
+      else accumulate(previous, gi);
+    });
+  }
+  for (const t of order) t.node = null;
+}
+
+function addToLeafGrad(leaf: Tensor, g: Tensor): void {
+  if (leaf.grad === null) {
+    leaf.grad = Tensor.zeros(leaf.shape, "f32", { persistent: true });
+  }
+  accumulate(leaf.grad, g);
+}
+
+/** Sets the gradients of `params` to zero. */
+export function zeroGrad(params: Iterable<Tensor>): void {
+  for (const p of params) p.grad?.f32().fill(0);
+}
