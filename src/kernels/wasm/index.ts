@@ -12,3 +12,8 @@ export function heapBase(): usize {
 export function relaxedSimd(): i32 {
   return ASC_FEATURE_RELAXED_SIMD ? 1 : 0;
 }
+export * from "./reduce";
+export * from "./layout";
+export * from "./embedding";
+export * from "./norm";
+export * from "./activation";
