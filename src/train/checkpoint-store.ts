@@ -1,0 +1,153 @@
+// Training checkpoints on disk. Layout under the run's checkpoint folder:
+//
+//   step-000010/            one complete checkpoint
+//     adapter_config.json   \ the adapter in PEFT format
+//     adapter_model.safetensors
+//     optimizer.safetensors  optimizer moments and step count
+//     trainer_state.json     step, data position, RNG state, run settings
+//   latest                  text file naming the newest complete checkpoint folder
+//
+// A checkpoint is written into a hidden temporary folder and renamed into place when every file
+// is flushed. Only after that rename is `latest` rewritten (atomically). An interruption at any
+// point therefore leaves `latest` naming a complete checkpoint, or no `latest` at all.
+import {
+  existsSync,
+  fsyncSync,
+  closeSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statSync,
+} from "node:fs";
+import { join } from "node:path";
+import { writeFileAtomic } from "../io/atomic.js";
+
+export const TRAINER_STATE_FILE = "trainer_state.json";
+export const LATEST_FILE = "latest";
+const STATE_FORMAT = 1;
+
+/** The trainer's own part of a checkpoint (trainer_state.json). */
+export interface TrainerState {
+  format: number;
+  /** Optimizer steps completed. */
+  step: number;
+  totalSteps: number;
+  epoch: number;
+  /** The batch source's position (JSON), restored on resume. */
+  dataPosition: unknown;
+  /** The random generator's state (JSON), restored on resume. */
+  rngState: unknown;
+  /** Free-form run settings, compared on resume to catch a changed command line. */
+  settings: Record<string, unknown>;
+}
+
+/** Files that the caller adds to each checkpoint (adapter, optimizer) and reads back. */
+export interface CheckpointParts {
+  /** Writes the caller's files into `dir`, an empty folder. */
+  save(dir: string): void;
+  /** Restores the caller's state from the files in `dir`. */
+  load(dir: string): void;
+}
+
+function stepFolderName(step: number): string {
+  return `step-${String(step).padStart(6, "0")}`;
+}
+
+function fsyncPath(path: string): void {
+  const fd = openSync(path, "r");
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+export class CheckpointStore {
+  readonly root: string;
+  /** Complete checkpoints kept on disk; older ones are deleted after a save. */
+  readonly keepLast: number;
+
+  constructor(root: string, keepLast = 2) {
+    if (!(Number.isInteger(keepLast) && keepLast >= 1)) {
+      throw new Error(`CheckpointStore: keepLast must be a whole number >= 1, got ${keepLast}`);
+    }
+    this.root = root;
+    this.keepLast = keepLast;
+  }
+
+  /** Writes a checkpoint and points `latest` at it. Returns the checkpoint folder. */
+  save(state: TrainerState, parts: CheckpointParts): string {
+    mkdirSync(this.root, { recursive: true });
+    const name = stepFolderName(state.step);
+    const final = join(this.root, name);
+    const tmp = join(this.root, `.${name}.${process.pid}.tmp`);
+    rmSync(tmp, { recursive: true, force: true });
+    mkdirSync(tmp);
+    try {
+      parts.save(tmp);
+      writeFileAtomic(join(tmp, TRAINER_STATE_FILE), JSON.stringify(state, null, 2) + "\n");
+      for (const file of readdirSync(tmp)) fsyncPath(join(tmp, file));
+      // Saving twice at one step (a final save right after a periodic one) replaces the folder.
+      rmSync(final, { recursive: true, force: true });
+      renameSync(tmp, final);
+    } catch (err) {
+      rmSync(tmp, { recursive: true, force: true });
+      throw err;
+    }
+    writeFileAtomic(join(this.root, LATEST_FILE), name + "\n");
+    this.prune(name);
+    return final;
+  }
+
+  /** Returns the folder named by `latest`, or null when no checkpoint was completed. */
+  latestDir(): string | null {
+    const pointer = join(this.root, LATEST_FILE);
+    if (!existsSync(pointer)) return null;
+    const name = readFileSync(pointer, "utf8").trim();
+    const dir = join(this.root, name);
+    if (!/^step-\d+$/.test(name) || !existsSync(join(dir, TRAINER_STATE_FILE))) {
+      throw new Error(
+        `checkpoint: ${pointer} names "${name}", which is not a complete checkpoint folder ` +
+          `in ${this.root}; delete the file to start over, or write the name of a step-* folder`,
+      );
+    }
+    return dir;
+  }
+
+  /** Reads trainer_state.json of a checkpoint folder and restores the caller's parts. */
+  load(dir: string, parts: CheckpointParts): TrainerState {
+    const path = join(dir, TRAINER_STATE_FILE);
+    let state: TrainerState;
+    try {
+      state = JSON.parse(readFileSync(path, "utf8")) as TrainerState;
+    } catch (err) {
+      throw new Error(`checkpoint: cannot read ${path}: ${(err as Error).message}`);
+    }
+    if (state.format !== STATE_FORMAT || !Number.isInteger(state.step)) {
+      throw new Error(
+        `checkpoint: ${path} has format ${String(state.format)} and step ${String(state.step)}; ` +
+          `expected format ${STATE_FORMAT} and a whole step number`,
+      );
+    }
+    parts.load(dir);
+    return state;
+  }
+
+  private prune(newest: string): void {
+    const folders = readdirSync(this.root)
+      .filter((name) => /^step-\d+$/.test(name) && name !== newest)
+      .filter((name) => statSync(join(this.root, name)).isDirectory())
+      .sort();
+    const excess = folders.length - (this.keepLast - 1);
+    for (const name of folders.slice(0, Math.max(0, excess))) {
+      rmSync(join(this.root, name), { recursive: true, force: true });
+    }
+  }
+}
+
+export function newTrainerState(fields: Omit<TrainerState, "format">): TrainerState {
+  return { format: STATE_FORMAT, ...fields };
+}
