@@ -2,6 +2,7 @@
 // that the TypeScript side allocates. Parallel kernels take (tid, nt) last: the calling thread's
 // index and the number of threads, and each thread writes only its own part of the output.
 export * from "./elementwise";
+export * from "./gemm";
 
 /** Returns the first byte after the module's static data, where the host allocator may start. */
 export function heapBase(): usize {

@@ -1,0 +1,164 @@
+// Binding to the GEMM kernel in wasm/gemm.ts: C (+)= A·B, batched, any element strides, B stored
+// as f32, bf16 or f16. Callers check shapes and dtypes; this layer owns the per-thread packing
+// scratch and the warm-up that gets V8 to compile the kernel with its optimising tier.
+import { getHeap } from "../../engine/memory.js";
+import { getPool, type KernelPool } from "../pool.js";
+import { getRuntime } from "../runtime.js";
+
+/** Storage dtypes of the B operand. A and C are always f32. */
+export type GemmDType = "f32" | "bf16" | "f16";
+
+// Dtype codes of wasm/gemm-pack.ts.
+const DTYPE_CODES: Record<GemmDType, number> = { f32: 0, bf16: 1, f16: 2 };
+const DTYPE_BYTES: Record<GemmDType, number> = { f32: 4, bf16: 2, f16: 2 };
+
+/**
+ * One operand in the shared memory: element (i, j) of batch item t is at byte offset
+ * `offset + (t * batch + i * row + j * col) * elementBytes`. `batch` 0 shares one matrix.
+ */
+export interface GemmOperand {
+  offset: number;
+  row: number;
+  col: number;
+  batch: number;
+}
+
+export interface GemmCall {
+  /** A [m, k], f32. */
+  a: GemmOperand;
+  /** B [k, n], stored as `bDtype`. */
+  b: GemmOperand;
+  bDtype: GemmDType;
+  /** C [m, n], f32. */
+  c: GemmOperand;
+  m: number;
+  n: number;
+  k: number;
+  batch: number;
+  /** Add the product to C instead of overwriting C. */
+  accumulate?: boolean;
+}
+
+/** Returns the operand for row-major [rows, cols] matrices at `offset`, read transposed if asked. */
+export function matrixOperand(
+  offset: number,
+  rows: number,
+  cols: number,
+  transposed = false,
+  batched = true,
+): GemmOperand {
+  const batch = batched ? rows * cols : 0;
+  if (transposed) return { offset, row: 1, col: cols, batch };
+  return { offset, row: cols, col: 1, batch };
+}
+
+// Below this many multiply-adds a GEMM runs on the calling thread: waking workers costs more.
+const SERIAL_MADDS = 64 * 64 * 64;
+
+/** Computes C (+)= A·B for every batch item. Results do not depend on the thread count. */
+export function gemm(call: GemmCall): void {
+  const { m, n, k, batch } = call;
+  if (m === 0 || n === 0 || batch === 0) return;
+  let { a, b, c } = call;
+  let rows = m;
+  let cols = n;
+  // A column-major C would be written element by element; when B is f32 compute the
+  // transposed product C^T = B^T A^T instead, whose C rows are contiguous.
+  if (c.col !== 1 && c.row === 1 && call.bDtype === "f32") {
+    [a, b] = [swap(b), swap(a)];
+    c = swap(c);
+    [rows, cols] = [n, m];
+  }
+  const pool = getPool();
+  warmUpGemm(pool);
+  const threads = rows * cols * k * batch < SERIAL_MADDS ? 1 : pool.threads;
+  const scratch = ensureScratch(k, threads);
+  const args = [
+    a.offset,
+    a.row,
+    a.col,
+    a.batch,
+    b.offset,
+    b.row,
+    b.col,
+    b.batch,
+    DTYPE_CODES[call.bDtype],
+    c.offset,
+    c.row,
+    c.col,
+    c.batch,
+    rows,
+    cols,
+    k,
+    batch,
+    call.accumulate ? 1 : 0,
+    scratch.offset,
+    scratch.stride,
+  ];
+  pool.run("gemm", args, threads);
+}
+
+function swap(op: GemmOperand): GemmOperand {
+  return { offset: op.offset, row: op.col, col: op.row, batch: op.batch };
+}
+
+/** Bytes of one element of a B operand stored as `dtype`. */
+export function gemmDTypeBytes(dtype: GemmDType): number {
+  return DTYPE_BYTES[dtype];
+}
+
+interface Scratch {
+  offset: number;
+  stride: number;
+  threads: number;
+}
+
+let scratch: Scratch | null = null;
+
+// Returns a persistent block of `threads` slices, each large enough for inner dimension k.
+function ensureScratch(k: number, threads: number): Scratch {
+  const exports = getRuntime().exports;
+  const needed = Math.max(Number(exports.gemmScratchBytes(k)), Number(exports.gemmWarmupBytes()));
+  const stride = Math.ceil(needed / 64) * 64;
+  if (scratch !== null && scratch.stride >= stride && scratch.threads >= threads) return scratch;
+  const heap = getHeap();
+  if (scratch !== null) heap.release(scratch.offset);
+  const size = {
+    stride: Math.max(stride, scratch?.stride ?? 0),
+    threads: Math.max(threads, scratch?.threads ?? 0),
+  };
+  scratch = { offset: heap.alloc(size.stride * size.threads), ...size };
+  return scratch;
+}
+
+// Threads of the pool that have run the warm-up (workers are started in tid order).
+let warmedThreads = 0;
+const WARMUP_MAX_MS = 400;
+const WARMUP_ROUNDS = 4;
+
+/**
+ * Runs small GEMMs on every pool thread until their speed stops improving, so that V8 has
+ * compiled the kernels with its optimising tier before real work arrives. Called by the first
+ * gemm() on a pool, and again when the pool gains threads.
+ */
+export function warmUpGemm(pool: KernelPool = getPool()): void {
+  if (warmedThreads >= pool.threads) return;
+  const s = ensureScratch(64, pool.threads);
+  const start = performance.now();
+  let best = Infinity;
+  let stalled = 0;
+  // Optimised code arrives from a background compile, so repeat until a few rounds in a row
+  // are no faster than the best one, within a time limit.
+  while (stalled < 3 && performance.now() - start < WARMUP_MAX_MS) {
+    const t0 = performance.now();
+    pool.run("gemmWarmup", [s.offset, s.stride, WARMUP_ROUNDS]);
+    const elapsed = performance.now() - t0;
+    if (elapsed < best * 0.95) {
+      best = elapsed;
+      stalled = 0;
+    } else {
+      stalled++;
+    }
+  }
+  warmedThreads = pool.threads;
+}

@@ -1,0 +1,183 @@
+// Packing for the GEMM micro-kernel, and decoding of the frozen weight dtypes to f32.
+//
+// The micro-kernel reads A and B from packed panels so that its loads are contiguous and every
+// dtype looks the same to it: B (f32, bf16 or f16) is decoded to f32 while it is packed.
+// Strides are in elements: A(i, k) = a[i * aRow + k * aCol], B(k, j) = b[k * bRow + j * bCol].
+
+/** Dtype codes of the B operand, shared with the TypeScript binding. */
+export const DTYPE_F32: i32 = 0;
+export const DTYPE_BF16: i32 = 1;
+export const DTYPE_F16: i32 = 2;
+
+/** Rows of C per micro-tile. */
+export const MR: i32 = 4;
+/** Columns of C per micro-tile (two f32x4 vectors). */
+export const NR: i32 = 8;
+
+// 2^112: rescales an f16 exponent (bias 15) placed in an f32 exponent field (bias 127).
+const F16_EXPONENT_SCALE: f32 = 5.192296858534828e33;
+
+/** c + a*b, fused to one FMA when the module is built with relaxed SIMD. */
+@inline
+export function madd(a: v128, b: v128, c: v128): v128 {
+  if (ASC_FEATURE_RELAXED_SIMD) return f32x4.relaxed_madd(a, b, c);
+  return f32x4.add(f32x4.mul(a, b), c);
+}
+
+/** Decodes one bf16 value (the high half of an f32). */
+@inline
+export function bf16ToF32(h: u32): f32 {
+  return reinterpret<f32>(h << 16);
+}
+
+/** Decodes one IEEE binary16 value, subnormals, infinities and NaN included. */
+@inline
+export function f16ToF32(h: u32): f32 {
+  const magnitude = (h & 0x7fff) << 13;
+  const sign = (h & 0x8000) << 16;
+  let bits: u32;
+  if ((h & 0x7c00) == 0x7c00) {
+    bits = magnitude | 0x7f800000;
+  } else {
+    // Exact: a power-of-two scale of a value that f32 represents.
+    bits = reinterpret<u32>(reinterpret<f32>(magnitude) * F16_EXPONENT_SCALE);
+  }
+  return reinterpret<f32>(bits | sign);
+}
+
+/** Reads element `index` of an array of the given dtype code as f32. */
+@inline
+export function loadAsF32(base: usize, index: usize, dtype: i32): f32 {
+  if (dtype == DTYPE_F32) return load<f32>(base + (index << 2));
+  const h = <u32>load<u16>(base + (index << 1));
+  if (dtype == DTYPE_BF16) return bf16ToF32(h);
+  return f16ToF32(h);
+}
+
+/** Decodes the low (`high` false) or high four bf16 lanes of `v` to f32x4. */
+@inline
+export function bf16x4ToF32(v: v128, high: bool): v128 {
+  const zero = i32x4.splat(0);
+  if (high) return i16x8.shuffle(zero, v, 4, 12, 5, 13, 6, 14, 7, 15);
+  return i16x8.shuffle(zero, v, 0, 8, 1, 9, 2, 10, 3, 11);
+}
+
+/** Decodes the low (`high` false) or high four f16 lanes of `v` to f32x4 (see f16ToF32). */
+@inline
+export function f16x4ToF32(v: v128, high: bool): v128 {
+  const h = high ? i32x4.extend_high_i16x8_u(v) : i32x4.extend_low_i16x8_u(v);
+  const magnitude = i32x4.shl(v128.and(h, i32x4.splat(0x7fff)), 13);
+  const sign = i32x4.shl(v128.and(h, i32x4.splat(0x8000)), 16);
+  const scaled = f32x4.mul(magnitude, f32x4.splat(F16_EXPONENT_SCALE));
+  const special = v128.or(magnitude, i32x4.splat(0x7f800000));
+  const isSpecial = i32x4.eq(v128.and(h, i32x4.splat(0x7c00)), i32x4.splat(0x7c00));
+  return v128.or(v128.bitselect(special, scaled, isSpecial), sign);
+}
+
+/**
+ * Packs A[i0 : i0+mc, k0 : k0+kc] into panels of MR rows: panel p holds rows i0 + p*MR .. and
+ * stores element (r, k) at dst[p*kc*MR + k*MR + r]. Rows past mc are zero, so the micro-kernel
+ * always runs a full tile.
+ */
+export function packA(
+  a: usize,
+  aRow: i32,
+  aCol: i32,
+  i0: i32,
+  mc: i32,
+  k0: i32,
+  kc: i32,
+  dst: usize,
+): void {
+  for (let p = 0; p < mc; p += MR) {
+    const rows = min(MR, mc - p);
+    const panel = dst + ((<usize>p * <usize>kc) << 2);
+    if (rows < MR) memory.fill(panel, 0, <usize>(kc * MR) << 2);
+    for (let r = 0; r < rows; r++) {
+      let src = a + ((<usize>(i0 + p + r) * <usize>aRow + <usize>k0 * <usize>aCol) << 2);
+      const step = <usize>aCol << 2;
+      let out = panel + (<usize>r << 2);
+      for (let k = 0; k < kc; k++) {
+        store<f32>(out, load<f32>(src));
+        src += step;
+        out += <usize>MR << 2;
+      }
+    }
+  }
+}
+
+/**
+ * Packs B[k0 : k0+kc, j0 : j0+nc] into panels of NR columns, decoding to f32: panel q holds
+ * columns j0 + q*NR .. and stores element (k, c) at dst[q*kc*NR + k*NR + c]. Columns past nc are
+ * zero.
+ */
+export function packB(
+  b: usize,
+  bRow: i32,
+  bCol: i32,
+  dtype: i32,
+  k0: i32,
+  kc: i32,
+  j0: i32,
+  nc: i32,
+  dst: usize,
+): void {
+  for (let q = 0; q < nc; q += NR) {
+    const cols = min(NR, nc - q);
+    const panel = dst + ((<usize>q * <usize>kc) << 2);
+    if (cols == NR && bCol == 1) {
+      packBRowsContiguous(b, bRow, dtype, k0, kc, j0 + q, panel);
+      continue;
+    }
+    if (cols < NR) memory.fill(panel, 0, <usize>(kc * NR) << 2);
+    for (let c = 0; c < cols; c++) {
+      let index = <usize>k0 * <usize>bRow + <usize>(j0 + q + c) * <usize>bCol;
+      let out = panel + (<usize>c << 2);
+      for (let k = 0; k < kc; k++) {
+        store<f32>(out, loadAsF32(b, index, dtype));
+        index += <usize>bRow;
+        out += <usize>NR << 2;
+      }
+    }
+  }
+}
+
+// One full panel when a row of B is contiguous ([K, N] row-major): NR elements per k, by vector.
+function packBRowsContiguous(
+  b: usize,
+  bRow: i32,
+  dtype: i32,
+  k0: i32,
+  kc: i32,
+  j: i32,
+  panel: usize,
+): void {
+  const rowStep = <usize>bRow;
+  let index = <usize>k0 * rowStep + <usize>j;
+  let out = panel;
+  if (dtype == DTYPE_F32) {
+    for (let k = 0; k < kc; k++) {
+      const src = b + (index << 2);
+      v128.store(out, v128.load(src));
+      v128.store(out, v128.load(src, 16), 16);
+      index += rowStep;
+      out += 32;
+    }
+  } else if (dtype == DTYPE_BF16) {
+    for (let k = 0; k < kc; k++) {
+      const v = v128.load(b + (index << 1));
+      v128.store(out, bf16x4ToF32(v, false));
+      v128.store(out, bf16x4ToF32(v, true), 16);
+      index += rowStep;
+      out += 32;
+    }
+  } else {
+    for (let k = 0; k < kc; k++) {
+      const v = v128.load(b + (index << 1));
+      v128.store(out, f16x4ToF32(v, false));
+      v128.store(out, f16x4ToF32(v, true), 16);
+      index += rowStep;
+      out += 32;
+    }
+  }
+}

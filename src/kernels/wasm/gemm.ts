@@ -1,0 +1,265 @@
+// Packed, register-blocked GEMM: C = A·B or C += A·B, batched, with any element strides.
+//
+// A(i, k) = a[i * aRow + k * aCol] is f32. B(k, j) = b[k * bRow + j * bCol] is f32, bf16 or f16
+// (dtype code, see gemm-pack.ts) and is decoded to f32 while it is packed. C(i, j) =
+// c[i * cRow + j * cCol] is f32. Strides are in elements, so transposed operands are only other
+// strides. Batch item t adds t * aBatch, t * bBatch and t * cBatch elements (0 shares a matrix).
+//
+// Blocking: columns in blocks of NC, K in blocks of KC, rows in blocks of MC; inside, MR x NR
+// micro-tiles accumulate a KC-long dot product in registers. Each thread computes its own block
+// of C and the K blocks are always summed in the same order, so the result is bitwise the same
+// for any thread count.
+import { partEnd, partStart } from "./split";
+import { madd, MR, NR, packA, packB } from "./gemm-pack";
+import { gemvRange, GEMV_MAX_M, gemvScratchBytes } from "./gemm-gemv";
+
+const KC: i32 = 256;
+const MC: i32 = 128;
+const NC: i32 = 1024;
+
+const PACK_B_BYTES: usize = <usize>(KC * NC) << 2;
+const PACK_A_BYTES: usize = <usize>(MC * KC) << 2;
+const TILE_BYTES: usize = <usize>(MR * NR) << 2;
+
+/** Returns the scratch bytes one thread needs for a GEMM with inner dimension k. */
+export function gemmScratchBytes(k: i32): usize {
+  return PACK_B_BYTES + PACK_A_BYTES + TILE_BYTES + gemvScratchBytes(k);
+}
+
+/**
+ * C (+)= A·B over `batch` items; see the file header for the operand layout. `accumulate` 1 adds
+ * to C, 0 overwrites it. `scratch` holds nt slices of `scratchStride` bytes (at least
+ * gemmScratchBytes(k) each), one per thread.
+ */
+export function gemm(
+  a: usize,
+  aRow: i32,
+  aCol: i32,
+  aBatch: i32,
+  b: usize,
+  bRow: i32,
+  bCol: i32,
+  bBatch: i32,
+  bType: i32,
+  c: usize,
+  cRow: i32,
+  cCol: i32,
+  cBatch: i32,
+  m: i32,
+  n: i32,
+  k: i32,
+  batch: i32,
+  accumulate: i32,
+  scratch: usize,
+  scratchStride: usize,
+  tid: i32,
+  nt: i32,
+): void {
+  const work = scratch + <usize>tid * scratchStride;
+  const gemv = m <= GEMV_MAX_M && (bRow == 1 || bCol == 1);
+
+  // Whole batch items per thread when there are enough of them to balance the load.
+  let t0 = 0;
+  let t1 = batch;
+  let i0 = 0;
+  let i1 = m;
+  let j0 = 0;
+  let j1 = n;
+  if (batch >= nt && (batch % nt == 0 || batch >= 4 * nt)) {
+    t0 = partStart(batch, 1, tid, nt);
+    t1 = partEnd(batch, 1, tid, nt);
+  } else if (gemv || n >= m) {
+    j0 = partStart(n, NR, tid, nt);
+    j1 = partEnd(n, NR, tid, nt);
+  } else {
+    i0 = partStart(m, MR, tid, nt);
+    i1 = partEnd(m, MR, tid, nt);
+  }
+  if (i0 >= i1 || j0 >= j1) return;
+
+  for (let t = t0; t < t1; t++) {
+    const at = a + ((<usize>t * <usize>aBatch) << 2);
+    const bt = b + <usize>t * <usize>bBatch * (bType == 0 ? 4 : 2);
+    const ct = c + ((<usize>t * <usize>cBatch) << 2);
+    if (gemv) {
+      gemvRange(at, aRow, aCol, bt, bRow, bCol, bType, ct, cRow, cCol, m, j0, j1, k, accumulate, work);
+    } else {
+      gemmRange(at, aRow, aCol, bt, bRow, bCol, bType, ct, cRow, cCol, i0, i1, j0, j1, k, accumulate, work);
+    }
+  }
+}
+
+/** Computes C[i0:i1, j0:j1] of one batch item with the packed, blocked algorithm. */
+function gemmRange(
+  a: usize,
+  aRow: i32,
+  aCol: i32,
+  b: usize,
+  bRow: i32,
+  bCol: i32,
+  bType: i32,
+  c: usize,
+  cRow: i32,
+  cCol: i32,
+  i0: i32,
+  i1: i32,
+  j0: i32,
+  j1: i32,
+  k: i32,
+  accumulate: i32,
+  work: usize,
+): void {
+  if (k == 0) {
+    if (!accumulate) zeroBlock(c, cRow, cCol, i0, i1, j0, j1);
+    return;
+  }
+  const packedB = work;
+  const packedA = work + PACK_B_BYTES;
+  const tile = packedA + PACK_A_BYTES;
+  const contiguousRows = cCol == 1;
+
+  for (let jc = j0; jc < j1; jc += NC) {
+    const nc = min(NC, j1 - jc);
+    for (let pc = 0; pc < k; pc += KC) {
+      const kc = min(KC, k - pc);
+      packB(b, bRow, bCol, bType, pc, kc, jc, nc, packedB);
+      const add = pc > 0 || accumulate != 0 ? 1 : 0;
+      for (let ic = i0; ic < i1; ic += MC) {
+        const mc = min(MC, i1 - ic);
+        packA(a, aRow, aCol, ic, mc, pc, kc, packedA);
+        for (let jr = 0; jr < nc; jr += NR) {
+          const pb = packedB + ((<usize>jr * <usize>kc) << 2);
+          const cols = min(NR, nc - jr);
+          for (let ir = 0; ir < mc; ir += MR) {
+            const pa = packedA + ((<usize>ir * <usize>kc) << 2);
+            const rows = min(MR, mc - ir);
+            const i = ic + ir;
+            const j = jc + jr;
+            if (contiguousRows && rows == MR && cols == NR) {
+              const ct = c + ((<usize>i * <usize>cRow + <usize>j) << 2);
+              microKernel(kc, pa, pb, ct, <usize>cRow << 2, add);
+            } else {
+              microKernel(kc, pa, pb, tile, <usize>NR << 2, 0);
+              scatterTile(tile, c, cRow, cCol, i, rows, j, cols, add);
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+/**
+ * The MR x NR = 4 x 8 micro-kernel: 8 accumulators of f32x4 over kc steps of packed A (4 values
+ * per step) and packed B (8 values per step), then C = acc (add 0) or C += acc (add 1). The loop
+ * stays plain: unrolling it by hand made V8 hoist loads and spill registers.
+ */
+function microKernel(kc: i32, pa: usize, pb: usize, c: usize, rowBytes: usize, add: i32): void {
+  let c00 = f32x4.splat(0);
+  let c01 = f32x4.splat(0);
+  let c10 = f32x4.splat(0);
+  let c11 = f32x4.splat(0);
+  let c20 = f32x4.splat(0);
+  let c21 = f32x4.splat(0);
+  let c30 = f32x4.splat(0);
+  let c31 = f32x4.splat(0);
+  for (let kk = 0; kk < kc; kk++) {
+    const b0 = v128.load(pb);
+    const b1 = v128.load(pb, 16);
+    let av = v128.load32_splat(pa);
+    c00 = madd(av, b0, c00);
+    c01 = madd(av, b1, c01);
+    av = v128.load32_splat(pa, 4);
+    c10 = madd(av, b0, c10);
+    c11 = madd(av, b1, c11);
+    av = v128.load32_splat(pa, 8);
+    c20 = madd(av, b0, c20);
+    c21 = madd(av, b1, c21);
+    av = v128.load32_splat(pa, 12);
+    c30 = madd(av, b0, c30);
+    c31 = madd(av, b1, c31);
+    pa += 16;
+    pb += 32;
+  }
+  if (add) {
+    c00 = f32x4.add(v128.load(c), c00);
+    c01 = f32x4.add(v128.load(c, 16), c01);
+    c10 = f32x4.add(v128.load(c + rowBytes), c10);
+    c11 = f32x4.add(v128.load(c + rowBytes, 16), c11);
+    c20 = f32x4.add(v128.load(c + 2 * rowBytes), c20);
+    c21 = f32x4.add(v128.load(c + 2 * rowBytes, 16), c21);
+    c30 = f32x4.add(v128.load(c + 3 * rowBytes), c30);
+    c31 = f32x4.add(v128.load(c + 3 * rowBytes, 16), c31);
+  }
+  v128.store(c, c00);
+  v128.store(c, c01, 16);
+  v128.store(c + rowBytes, c10);
+  v128.store(c + rowBytes, c11, 16);
+  v128.store(c + 2 * rowBytes, c20);
+  v128.store(c + 2 * rowBytes, c21, 16);
+  v128.store(c + 3 * rowBytes, c30);
+  v128.store(c + 3 * rowBytes, c31, 16);
+}
+
+// Writes the valid rows x cols corner of a full MR x NR tile into C (any strides).
+function scatterTile(
+  tile: usize,
+  c: usize,
+  cRow: i32,
+  cCol: i32,
+  i: i32,
+  rows: i32,
+  j: i32,
+  cols: i32,
+  add: i32,
+): void {
+  for (let r = 0; r < rows; r++) {
+    for (let q = 0; q < cols; q++) {
+      const dst = c + ((<usize>(i + r) * <usize>cRow + <usize>(j + q) * <usize>cCol) << 2);
+      const v = load<f32>(tile + (<usize>(r * NR + q) << 2));
+      store<f32>(dst, add ? load<f32>(dst) + v : v);
+    }
+  }
+}
+
+function zeroBlock(c: usize, cRow: i32, cCol: i32, i0: i32, i1: i32, j0: i32, j1: i32): void {
+  for (let i = i0; i < i1; i++) {
+    for (let j = j0; j < j1; j++) {
+      store<f32>(c + ((<usize>i * <usize>cRow + <usize>j * <usize>cCol) << 2), 0);
+    }
+  }
+}
+
+// Warm-up problem size: small enough to take well under a millisecond per round.
+const WARMUP_SIZE: i32 = 64;
+const WARMUP_MATRIX_BYTES: usize = <usize>(WARMUP_SIZE * WARMUP_SIZE) << 2;
+
+/** Returns the scratch bytes per thread that gemmWarmup needs. */
+export function gemmWarmupBytes(): usize {
+  return gemmScratchBytes(WARMUP_SIZE) + 3 * WARMUP_MATRIX_BYTES;
+}
+
+/**
+ * Runs `rounds` small products of every kind (each B dtype, both B layouts, GEMM and GEMV) on
+ * each thread. V8 first runs wasm with its baseline compiler, at a fifth of the optimised speed,
+ * and never switches a call in progress, so the engine calls this before real work.
+ */
+export function gemmWarmup(scratch: usize, scratchStride: usize, rounds: i32, tid: i32, nt: i32): void {
+  const work = scratch + <usize>tid * scratchStride;
+  const a = work + gemmScratchBytes(WARMUP_SIZE);
+  const b = a + WARMUP_MATRIX_BYTES;
+  const c = b + WARMUP_MATRIX_BYTES;
+  memory.fill(a, 0, 2 * WARMUP_MATRIX_BYTES);
+  const s = WARMUP_SIZE;
+  for (let round = 0; round < rounds; round++) {
+    for (let dtype = 0; dtype < 3; dtype++) {
+      for (let transposed = 0; transposed < 2; transposed++) {
+        const bRow = transposed ? 1 : s;
+        const bCol = transposed ? s : 1;
+        gemmRange(a, s, 1, b, bRow, bCol, dtype, c, s, 1, 0, s, 0, s, s, round & 1, work);
+        gemvRange(a, s, 1, b, bRow, bCol, dtype, c, s, 1, 1, 0, s, s, 0, work);
+        gemvRange(a, s, 1, b, bRow, bCol, dtype, c, s, 1, 3, 0, s - 3, s, 1, work);
+      }
+    }
+  }
+}

@@ -1,0 +1,219 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { Tensor } from "../../src/engine/index.js";
+import {
+  gemm,
+  matrixOperand,
+  type GemmDType,
+  type GemmOperand,
+} from "../../src/kernels/bindings/gemm.js";
+import { setThreads } from "../../src/kernels/pool.js";
+import { gemmRef, type StridedLayout } from "../../src/kernels/reference/gemm.js";
+import { assertClose } from "../helpers/assert.js";
+import { randomArray } from "../helpers/random.js";
+
+interface Case {
+  m: number;
+  n: number;
+  k: number;
+  batch?: number;
+  transA?: boolean;
+  transB?: boolean;
+  dtype?: GemmDType;
+  /** b is one [K, N] matrix shared by the batch. */
+  sharedB?: boolean;
+  accumulate?: boolean;
+  /** C stored column-major ([N, M] row-major). */
+  transC?: boolean;
+  seed?: number;
+}
+
+interface Result {
+  got: Float32Array;
+  want: Float64Array;
+}
+
+function layoutOf(op: GemmOperand): StridedLayout {
+  return { row: op.row, col: op.col, batch: op.batch };
+}
+
+// Runs one GEMM through the binding and the f64 reference on the same (decoded) inputs.
+function runCase(c: Case): Result {
+  const { m, n, k } = c;
+  const batch = c.batch ?? 1;
+  const dtype = c.dtype ?? "f32";
+  const seed = c.seed ?? 1;
+  const bBatches = c.sharedB ? 1 : batch;
+  const aShape = c.transA ? [batch, k, m] : [batch, m, k];
+  const bShape = c.transB ? [bBatches, n, k] : [bBatches, k, n];
+  const cShape = c.transC ? [batch, n, m] : [batch, m, n];
+
+  const a = Tensor.from(randomArray(batch * m * k, seed), aShape);
+  const b = Tensor.from(randomArray(bBatches * k * n, seed + 1), bShape, dtype);
+  const out = Tensor.from(randomArray(batch * m * n, seed + 2), cShape);
+  const cBefore = Float64Array.from(out.f32());
+
+  const aOp = matrixOperand(a.offset, aShape[1], aShape[2], c.transA);
+  const bOp = matrixOperand(b.offset, bShape[1], bShape[2], c.transB, !c.sharedB);
+  const cOp = matrixOperand(out.offset, cShape[1], cShape[2], c.transC);
+  gemm({ a: aOp, b: bOp, bDtype: dtype, c: cOp, m, n, k, batch, accumulate: c.accumulate });
+
+  gemmRef({
+    a: a.f32(),
+    aLayout: layoutOf(aOp),
+    b: b.toFloat32Array(),
+    bLayout: layoutOf(bOp),
+    c: cBefore,
+    cLayout: layoutOf(cOp),
+    m,
+    n,
+    k,
+    batch,
+    accumulate: c.accumulate ?? false,
+  });
+  return { got: out.f32().slice(), want: cBefore };
+}
+
+function checkCase(c: Case): void {
+  const { got, want } = runCase(c);
+  // Inputs lie in [-1, 1], so an f32 dot product of length k errs by at most about k * 2^-24.
+  // An indexing mistake is off by order 1.
+  assertClose(got, want, { atol: 2e-7 * (c.k + 4), rtol: 1e-6, what: JSON.stringify(c) });
+}
+
+const transposes = [
+  [false, false],
+  [false, true],
+  [true, false],
+  [true, true],
+] as const;
+const dtypes: GemmDType[] = ["f32", "bf16", "f16"];
+
+test("gemm matches reference on odd shapes", () => {
+  const shapes = [
+    [1, 1, 1],
+    [3, 17, 127],
+    [17, 127, 3],
+    [127, 3, 17],
+    [17, 17, 17],
+    [5, 9, 300],
+    [130, 20, 33],
+  ];
+  for (const dtype of dtypes) {
+    for (const [transA, transB] of transposes) {
+      for (const [m, n, k] of shapes) checkCase({ m, n, k, transA, transB, dtype });
+    }
+  }
+});
+
+test("gemm handles blocks past NC and KC", () => {
+  checkCase({ m: 6, n: 1030, k: 3 });
+  checkCase({ m: 9, n: 1030, k: 260, transB: true, dtype: "bf16" });
+});
+
+test("gemv path matches reference for M 1 to 4", () => {
+  for (const dtype of dtypes) {
+    for (const [transA, transB] of transposes) {
+      for (const m of [1, 2, 3, 4]) {
+        for (const [n, k] of [
+          [1, 1],
+          [37, 45],
+          [70, 8],
+          [3, 127],
+        ]) {
+          checkCase({ m, n, k, transA, transB, dtype, seed: m });
+        }
+      }
+    }
+  }
+});
+
+test("gemm accumulates into C", () => {
+  for (const dtype of dtypes) {
+    checkCase({ m: 19, n: 21, k: 23, accumulate: true, dtype });
+    checkCase({ m: 2, n: 40, k: 23, accumulate: true, dtype, transB: true });
+    checkCase({ m: 3, n: 40, k: 23, accumulate: true, dtype });
+  }
+});
+
+test("gemm writes a column-major C", () => {
+  for (const dtype of dtypes) {
+    for (const [transA, transB] of transposes) {
+      checkCase({ m: 13, n: 11, k: 9, transA, transB, dtype, transC: true });
+      checkCase({ m: 2, n: 11, k: 9, transA, transB, dtype, transC: true });
+      checkCase({ m: 13, n: 11, k: 9, transA, transB, dtype, transC: true, accumulate: true });
+    }
+  }
+});
+
+test("gemm batches with shared and batched B", () => {
+  for (const [transA, transB] of transposes) {
+    for (const sharedB of [false, true]) {
+      checkCase({ m: 7, n: 10, k: 6, batch: 3, transA, transB, sharedB });
+      checkCase({ m: 2, n: 10, k: 6, batch: 5, transA, transB, sharedB, dtype: "bf16" });
+    }
+  }
+});
+
+test("gemm with K 0 writes zeros", () => {
+  checkCase({ m: 5, n: 9, k: 0 });
+  checkCase({ m: 2, n: 9, k: 0 });
+  checkCase({ m: 5, n: 9, k: 0, accumulate: true });
+});
+
+test("gemm decodes f16 subnormals, infinity and NaN", () => {
+  // Every f16 exponent class: zero, subnormals, normals, the largest value, infinities, NaN.
+  const values = [0, -0, 2 ** -24, -(2 ** -20), 2 ** -14, 0.333251953125, -65504, 65504, Infinity];
+  for (const [m, transB] of [
+    [5, false],
+    [1, false],
+    [1, true],
+    [5, true],
+  ] as const) {
+    const k = 1;
+    const n = values.length + 1;
+    const a = Tensor.from(new Float32Array(m).fill(1), [m, k]);
+    const bValues = [...values, NaN];
+    const b = Tensor.from(bValues, transB ? [n, k] : [k, n], "f16");
+    const out = Tensor.empty([m, n]);
+    gemm({
+      a: matrixOperand(a.offset, m, k),
+      b: matrixOperand(b.offset, transB ? n : k, transB ? k : n, transB),
+      bDtype: "f16",
+      c: matrixOperand(out.offset, m, n),
+      m,
+      n,
+      k,
+      batch: 1,
+    });
+    const row = Array.from(out.f32().subarray(0, n));
+    // Sums start from +0, so -0 comes out as +0.
+    const expected = values.map((v) => v + 0);
+    assert.deepEqual(row.slice(0, -1), expected, `m ${m} transB ${transB}`);
+    assert.ok(Number.isNaN(row[n - 1]), `m ${m} transB ${transB}: NaN decodes to ${row[n - 1]}`);
+  }
+});
+
+test("gemm is bitwise equal on 1 and 2 threads", () => {
+  // The split is by output rows or columns and every K block is summed in the same order.
+  const cases: Case[] = [
+    { m: 67, n: 130, k: 300 },
+    { m: 200, n: 40, k: 70, transA: true },
+    { m: 90, n: 300, k: 40, transB: true, dtype: "bf16" },
+    { m: 3, n: 1000, k: 50, dtype: "f16" },
+    { m: 1, n: 999, k: 64, transB: true, dtype: "bf16" },
+    { m: 20, n: 30, k: 40, batch: 4 },
+    { m: 20, n: 30, k: 40, batch: 3, accumulate: true },
+  ];
+  try {
+    for (const c of cases) {
+      setThreads(1);
+      const one = runCase(c).got;
+      setThreads(2);
+      const two = runCase(c).got;
+      assert.deepEqual(two, one, JSON.stringify(c));
+    }
+  } finally {
+    setThreads(2);
+  }
+});
