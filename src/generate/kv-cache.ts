@@ -1,0 +1,137 @@
+// The key/value cache for incremental decoding. Each layer keeps persistent buffers
+// [B, Hkv, maxLength, D] that survive endStep(); a step appends its T new keys and values and
+// reads back the first S = length + T positions as an arena tensor for attention.
+//
+// Legend: B batch, Hkv key/value heads, T new tokens, S cached + new tokens, D head size.
+import { Tensor } from "../engine/index.js";
+import { formatShape } from "../engine/tensor.js";
+
+export interface KVCacheOptions {
+  numLayers: number;
+  batch: number;
+  numKvHeads: number;
+  headDim: number;
+  /** Capacity in tokens: the prompt (with padding) plus every token to be generated. */
+  maxLength: number;
+}
+
+export class KVCache {
+  readonly numLayers: number;
+  readonly batch: number;
+  readonly numKvHeads: number;
+  readonly headDim: number;
+  readonly maxLength: number;
+  /** Positions already stored (committed) in every layer. */
+  length = 0;
+  private pending = 0;
+  private readonly keys: Tensor[] = [];
+  private readonly values: Tensor[] = [];
+  /** 1 = real token, 0 = padding, [B, maxLength]. */
+  private readonly mask: Int32Array;
+  /** Real (unpadded) tokens stored per row, for the positions of the next tokens. */
+  private readonly realCounts: Int32Array;
+
+  constructor(options: KVCacheOptions) {
+    this.numLayers = options.numLayers;
+    this.batch = options.batch;
+    this.numKvHeads = options.numKvHeads;
+    this.headDim = options.headDim;
+    this.maxLength = options.maxLength;
+    const shape = [this.batch, this.numKvHeads, this.maxLength, this.headDim];
+    for (let i = 0; i < this.numLayers; i++) {
+      this.keys.push(Tensor.empty(shape, "f32", { persistent: true, name: `cache.keys.${i}` }));
+      this.values.push(Tensor.empty(shape, "f32", { persistent: true, name: `cache.values.${i}` }));
+    }
+    this.mask = new Int32Array(this.batch * this.maxLength);
+    this.realCounts = new Int32Array(this.batch);
+  }
+
+  /** Bytes held by the key and value buffers. */
+  get byteLength(): number {
+    return this.keys.reduce((sum, k) => sum + 2 * k.byteLength, 0);
+  }
+
+  /**
+   * Starts a forward step of `tokens` new positions with their padding mask ([B, T], 1 = real;
+   * null = all real). Call commit() after the last layer has been updated.
+   */
+  begin(tokens: number, mask: ArrayLike<number> | null): void {
+    if (this.length + tokens > this.maxLength) {
+      throw new Error(
+        `KVCache: ${this.length} cached + ${tokens} new tokens exceed the capacity of ` +
+          `${this.maxLength}; create the cache with a larger maxLength`,
+      );
+    }
+    for (let b = 0; b < this.batch; b++) {
+      for (let t = 0; t < tokens; t++) {
+        const real = mask === null ? 1 : mask[b * tokens + t] !== 0 ? 1 : 0;
+        this.mask[b * this.maxLength + this.length + t] = real;
+      }
+    }
+    this.pending = tokens;
+  }
+
+  /** Returns the padding mask of row `b` over the S = length + T positions of this step. */
+  rowMask(b: number): Int32Array {
+    const start = b * this.maxLength;
+    return this.mask.subarray(start, start + this.length + this.pending);
+  }
+
+  /** Real tokens stored in row `b` before this step. */
+  realCount(b: number): number {
+    return this.realCounts[b];
+  }
+
+  /**
+   * Appends one layer's new keys and values [B, Hkv, T, D] and returns the cached keys and
+   * values of positions 0..S-1 as arena tensors [B, Hkv, S, D].
+   */
+  update(layer: number, keys: Tensor, values: Tensor): { keys: Tensor; values: Tensor } {
+    const expected = [this.batch, this.numKvHeads, this.pending, this.headDim];
+    for (const [name, t] of [
+      ["keys", keys],
+      ["values", values],
+    ] as const) {
+      if (t.dtype !== "f32" || t.shape.some((d, i) => d !== expected[i]) || t.ndim !== 4) {
+        throw new Error(
+          `KVCache.update: ${name} must be f32 ${formatShape(expected)}, got ${t.describe()}`,
+        );
+      }
+    }
+    return {
+      keys: this.appendAndRead(this.keys[layer], keys),
+      values: this.appendAndRead(this.values[layer], values),
+    };
+  }
+
+  /** Marks this step's positions as stored. */
+  commit(): void {
+    for (let b = 0; b < this.batch; b++) {
+      const row = this.rowMask(b);
+      for (let t = this.length; t < row.length; t++) this.realCounts[b] += row[t];
+    }
+    this.length += this.pending;
+    this.pending = 0;
+  }
+
+  /** Frees the persistent buffers. The cache cannot be used afterwards. */
+  dispose(): void {
+    for (const t of [...this.keys, ...this.values]) t.dispose();
+  }
+
+  private appendAndRead(buffer: Tensor, fresh: Tensor): Tensor {
+    const { batch, numKvHeads, maxLength, headDim, length, pending } = this;
+    const total = length + pending;
+    const out = Tensor.empty([batch, numKvHeads, total, headDim]);
+    const store = buffer.f32();
+    const src = fresh.f32();
+    const dst = out.f32();
+    for (let row = 0; row < batch * numKvHeads; row++) {
+      const base = row * maxLength * headDim;
+      const freshRow = src.subarray(row * pending * headDim, (row + 1) * pending * headDim);
+      store.set(freshRow, base + length * headDim);
+      dst.set(store.subarray(base, base + total * headDim), row * total * headDim);
+    }
+    return out;
+  }
+}

@@ -1,0 +1,107 @@
+// Pieces every architecture shares: head splitting, attention through the optional KV cache,
+// and the causal-LM loss and logits on top of the hidden states.
+//
+// Legend: B batch, T tokens, S cached + new tokens, C channels, H heads, D head size, V vocab.
+import { linear, linearCrossEntropy, reshape, transpose, Tensor } from "../engine/index.js";
+import { attention } from "../engine/ops/attention.js";
+import { KVCache } from "../generate/kv-cache.js";
+import { Module } from "../nn/module.js";
+import type { WeightDType } from "../nn/param.js";
+import type { ModelConfig } from "../io/config.js";
+import type { ForwardContext } from "./context.js";
+import type { CausalLM, ForwardOptions, LossOptions, ModelDims } from "./types.js";
+
+/** [B, T, H * D] → [B, H, T, D]. */
+export function splitHeads(x: Tensor, heads: number, headDim: number): Tensor {
+  const [batch, tokens] = x.shape;
+  return transpose(reshape(x, [batch, tokens, heads, headDim]), 1, 2);
+}
+
+/** [B, H, T, D] → [B, T, H * D]. */
+export function mergeHeads(x: Tensor): Tensor {
+  const [batch, heads, tokens, headDim] = x.shape;
+  return reshape(transpose(x, 1, 2), [batch, tokens, heads * headDim]);
+}
+
+export interface AttendOptions {
+  scale: number;
+  alibiSlopes?: Float32Array;
+}
+
+/**
+ * Runs causal attention of q [B, H, T, D] over k, v [B, Hkv, T, D], first appending k and v to
+ * the KV cache of `layer` when the forward has one (then keys span S = cached + T positions).
+ */
+export function attend(
+  context: ForwardContext,
+  layer: number,
+  q: Tensor,
+  k: Tensor,
+  v: Tensor,
+  options: AttendOptions,
+): Tensor {
+  let keys = k;
+  let values = v;
+  if (context.cache !== null) ({ keys, values } = context.cache.update(layer, k, v));
+  return attention(q, keys, values, {
+    causal: true,
+    scale: options.scale,
+    alibiSlopes: options.alibiSlopes,
+    keyMask: context.keyMask,
+  });
+}
+
+/** Shifts labels left by one ([B, T] → [B * T]) so position t is scored against labels[t + 1]. */
+export function shiftLabels(labels: Tensor, ignoreIndex: number): Tensor {
+  if (labels.dtype !== "i32" || labels.ndim !== 2) {
+    throw new Error(`loss: labels must be i32 [B, T], got ${labels.describe()}`);
+  }
+  const [batch, tokens] = labels.shape;
+  const source = labels.i32();
+  const out = new Int32Array(batch * tokens).fill(ignoreIndex);
+  for (let b = 0; b < batch; b++) {
+    out.set(source.subarray(b * tokens + 1, (b + 1) * tokens), b * tokens);
+  }
+  return Tensor.from(out, [batch * tokens], "i32");
+}
+
+/** The shared half of every architecture: loss, logits and cache creation. */
+export abstract class CausalLMBase extends Module implements CausalLM {
+  abstract readonly config: ModelConfig;
+  abstract readonly modelType: string;
+  abstract readonly dims: ModelDims;
+  abstract readonly weightDtype: WeightDType;
+  abstract forward(inputIds: Tensor, options?: ForwardOptions): Tensor;
+  abstract lmHeadWeight(): Tensor;
+
+  logits(hidden: Tensor): Tensor {
+    return linear(hidden, this.lmHeadWeight(), null, "outIn");
+  }
+
+  loss(inputIds: Tensor, labels: Tensor, options: LossOptions = {}): Tensor {
+    const ignoreIndex = options.ignoreIndex ?? -100;
+    if (
+      labels.ndim !== 2 ||
+      labels.shape[0] !== inputIds.shape[0] ||
+      labels.shape[1] !== inputIds.shape[1]
+    ) {
+      throw new Error(
+        `loss: labels ${labels.describe()} must have the shape of inputIds ${inputIds.describe()}`,
+      );
+    }
+    const hidden = this.forward(inputIds, {
+      attentionMask: options.attentionMask,
+      positions: options.positions,
+    });
+    const [batch, tokens, channels] = hidden.shape;
+    const flat = reshape(hidden, [batch * tokens, channels]);
+    return linearCrossEntropy(flat, this.lmHeadWeight(), shiftLabels(labels, ignoreIndex), {
+      ignoreIndex,
+    });
+  }
+
+  createCache(batch: number, maxLength: number): KVCache {
+    const { numLayers, numKvHeads, headDim } = this.dims;
+    return new KVCache({ numLayers, batch, numKvHeads, headDim, maxLength });
+  }
+}

@@ -1,0 +1,29 @@
+// Loading a model and its tokenizer from a local Hugging Face folder or a Hub id.
+import { resolveModelDir, type HubOptions } from "../io/hub.js";
+import { loadTokenizer, type TextTokenizer } from "../io/tokenizer.js";
+import type { CausalLM } from "./types.js";
+import { loadModelFromDir, type LoadDType } from "./weights.js";
+
+export interface LoadModelOptions {
+  /** Storage type of weight matrices and embeddings (default "auto"). Compute is f32. */
+  dtype?: LoadDType;
+  hub?: HubOptions;
+}
+
+export interface LoadedModel {
+  model: CausalLM;
+  tokenizer: TextTokenizer;
+  /** The local model folder. */
+  dir: string;
+}
+
+/** Loads the model and tokenizer of a local folder or Hub id ("owner/name[@revision]"). */
+export async function loadModel(
+  idOrPath: string,
+  options: LoadModelOptions = {},
+): Promise<LoadedModel> {
+  const dir = await resolveModelDir(idOrPath, options.hub);
+  const tokenizer = await loadTokenizer(dir);
+  const model = loadModelFromDir(dir, options.dtype ?? "auto");
+  return { model, tokenizer, dir };
+}

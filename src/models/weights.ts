@@ -1,0 +1,172 @@
+// Loading a checkpoint into an architecture: config.json picks the architecture, then every
+// parameter is copied from the safetensors files by its Hugging Face name, after all names and
+// shapes have been checked.
+import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import type { Tensor } from "../engine/index.js";
+import { encodeBf16, encodeF16, formatShape } from "../engine/tensor.js";
+import {
+  INDEX_FILE,
+  openCheckpoint,
+  resolveWeightName,
+  SINGLE_FILE,
+  type Checkpoint,
+} from "../io/checkpoint.js";
+import { readModelConfig } from "../io/config.js";
+import { decodeToFloat32 } from "../io/dtypes.js";
+import type { WeightDType } from "../nn/param.js";
+import { createModel } from "./registry.js";
+import type { CausalLM } from "./types.js";
+
+/** "auto" keeps the checkpoint's float type (bf16, f16 or f32) for the weight matrices. */
+export type LoadDType = "f32" | "bf16" | "auto";
+
+/** Builds the architecture of `dir`/config.json and loads its safetensors weights. */
+export function loadModelFromDir(dir: string, dtype: LoadDType = "auto"): CausalLM {
+  const config = readModelConfig(dir);
+  const checkpoint = openCheckpoint(dir);
+  try {
+    const model = createModel(config, resolveDtype(dtype, checkpoint));
+    loadWeights(model, checkpoint);
+    return model.eval();
+  } finally {
+    checkpoint.close();
+  }
+}
+
+/** Returns the weight storage type: `dtype`, or for "auto" the type of the stored weights. */
+function resolveDtype(dtype: LoadDType, checkpoint: Checkpoint): WeightDType {
+  if (dtype !== "auto") return dtype;
+  const counts = new Map<string, number>();
+  for (const name of checkpoint.names) {
+    const info = checkpoint.info(name);
+    if (info.shape.length === 2) counts.set(info.dtype, (counts.get(info.dtype) ?? 0) + 1);
+  }
+  if ((counts.get("BF16") ?? 0) > 0) return "bf16";
+  if ((counts.get("F16") ?? 0) > 0) return "f16";
+  return "f32";
+}
+
+// Buffers that some checkpoints store but that are recomputed here: GPT-2's causal mask
+// ("attn.bias", "attn.masked_bias") and RoPE's inverse frequencies.
+const IGNORED_SUFFIXES = [".attn.bias", ".attn.masked_bias", ".rotary_emb.inv_freq"];
+
+interface Assignment {
+  path: string;
+  stored: string;
+  tensor: Tensor;
+}
+
+/**
+ * Copies every parameter of `model` from `checkpoint`, converting the dtype. Checks all names
+ * and shapes first and throws one error listing every missing, unexpected or mis-shaped tensor.
+ * A tied output projection may be stored as the embedding or as "lm_head.weight".
+ */
+export function loadWeights(model: CausalLM, checkpoint: Checkpoint): void {
+  const embeddingPath = model.dims.tieWordEmbeddings
+    ? findParameterPath(model, model.lmHeadWeight())
+    : null;
+  const assignments: Assignment[] = [];
+  const missing: string[] = [];
+  const mismatched: string[] = [];
+  for (const [path, tensor] of model.namedParameters()) {
+    const candidates = path === embeddingPath ? [path, "lm_head.weight"] : [path];
+    const stored = resolveWeightName(checkpoint, candidates);
+    if (stored === null) {
+      missing.push(path);
+      continue;
+    }
+    const info = checkpoint.info(stored);
+    const same =
+      info.shape.length === tensor.ndim && info.shape.every((d, i) => d === tensor.shape[i]);
+    if (!same) {
+      mismatched.push(
+        `${stored} in ${fileOf(checkpoint, stored)}: stored ${formatShape(info.shape)}, ` +
+          `config expects ${formatShape(tensor.shape)}`,
+      );
+    }
+    assignments.push({ path, stored, tensor });
+  }
+  const unexpected = findUnexpected(checkpoint, assignments, embeddingPath !== null);
+  if (missing.length + mismatched.length + unexpected.length > 0) {
+    throw new Error(describeProblems(model, checkpoint, missing, unexpected, mismatched));
+  }
+  for (const { stored, tensor } of assignments) copyInto(tensor, checkpoint, stored);
+}
+
+function findParameterPath(model: CausalLM, target: Tensor): string | null {
+  return model.namedParameters().find(([, t]) => t === target)?.[0] ?? null;
+}
+
+function findUnexpected(checkpoint: Checkpoint, used: Assignment[], tied: boolean): string[] {
+  const usedNames = new Set(used.map((a) => a.stored));
+  // A name is used when it, or the stored tensor it is an alias of, was read.
+  for (const [alias, stored] of checkpoint.aliases) {
+    if (usedNames.has(alias)) usedNames.add(stored);
+  }
+  return checkpoint.names.filter((name) => {
+    if (usedNames.has(name) || checkpoint.aliases.has(name)) return false;
+    if (IGNORED_SUFFIXES.some((s) => name.endsWith(s))) return false;
+    // A tied model reads its embedding; a copy saved as lm_head.weight is redundant.
+    return !(tied && name === "lm_head.weight");
+  });
+}
+
+function describeProblems(
+  model: CausalLM,
+  checkpoint: Checkpoint,
+  missing: string[],
+  unexpected: string[],
+  mismatched: string[],
+): string {
+  const lines = [
+    `loadWeights: the checkpoint in ${checkpoint.dir} does not match the ${model.modelType} config:`,
+  ];
+  if (mismatched.length > 0)
+    lines.push(`  shape mismatches (${mismatched.length}):`, ...mismatched.map((m) => `    ${m}`));
+  if (missing.length > 0)
+    lines.push(`  missing tensors (${missing.length}):`, ...missing.map((m) => `    ${m}`));
+  if (unexpected.length > 0)
+    lines.push(
+      `  unexpected tensors (${unexpected.length}):`,
+      ...unexpected.map((m) => `    ${m}`),
+    );
+  lines.push(
+    "  Check that config.json belongs to these weights (sizes, layer count, tie_word_embeddings).",
+  );
+  return lines.join("\n");
+}
+
+/** Returns the file that stores `name`: model.safetensors, or its shard from the index. */
+function fileOf(checkpoint: Checkpoint, name: string): string {
+  const single = join(checkpoint.dir, SINGLE_FILE);
+  if (existsSync(single)) return single;
+  try {
+    const index = JSON.parse(readFileSync(join(checkpoint.dir, INDEX_FILE), "utf8")) as {
+      weight_map?: Record<string, string>;
+    };
+    const stored = checkpoint.aliases.get(name) ?? name;
+    const shard = index.weight_map?.[stored];
+    return shard === undefined ? checkpoint.dir : join(checkpoint.dir, shard);
+  } catch {
+    return checkpoint.dir;
+  }
+}
+
+/** Reads tensor `name` and writes it into `target`, converting F32/BF16/F16 as needed. */
+function copyInto(target: Tensor, checkpoint: Checkpoint, name: string): void {
+  const raw = checkpoint.read(name);
+  const sameType =
+    (raw.dtype === "F32" && target.dtype === "f32") ||
+    (raw.dtype === "BF16" && target.dtype === "bf16") ||
+    (raw.dtype === "F16" && target.dtype === "f16");
+  if (sameType) {
+    target.bytes().set(raw.data);
+    return;
+  }
+  const values = decodeToFloat32(raw.data, raw.dtype, `tensor "${name}"`);
+  if (target.dtype === "f32") target.f32().set(values);
+  else if (target.dtype === "bf16") encodeBf16(values, target.u16());
+  else if (target.dtype === "f16") encodeF16(values, target.u16());
+  else throw new Error(`loadWeights: cannot store tensor "${name}" as ${target.dtype}`);
+}
