@@ -1,0 +1,84 @@
+// The LoRA state of one model: its adapted layers, the named adapters and which one is active.
+// Kept beside the model (a WeakMap) so the model classes need no LoRA fields.
+import type { Tensor } from "../engine/index.js";
+import type { Module } from "../nn/module.js";
+import type { LoraConfig } from "./config.js";
+import type { DropoutSource, LoraLinear } from "./layer.js";
+
+/** One named adapter of a model. */
+export interface AdapterRecord {
+  readonly name: string;
+  /** The config with target_modules resolved to what was applied (saved as is). */
+  readonly config: LoraConfig;
+  /** Paths of the Linear modules that carry this adapter. */
+  readonly targets: readonly string[];
+  /**
+   * modules_to_save: parameter path → this adapter's own copy, swapped into the model while
+   * the adapter is active.
+   */
+  readonly savedModules: Map<string, Tensor>;
+  /** Biases this adapter trains (bias "all" or "lora_only"): the model's own tensors. */
+  readonly biases: Map<string, Tensor>;
+  /** Whether the adapter's tensors require gradients while it is active. */
+  trainable: boolean;
+}
+
+export interface LoraState {
+  readonly layers: Map<string, LoraLinear>;
+  readonly adapters: Map<string, AdapterRecord>;
+  /** The active adapter, or null after every adapter was deleted. */
+  active: string | null;
+  /** True while adapters are disabled (the base model runs). */
+  disabled: boolean;
+  readonly dropout: DropoutSource;
+  /** Original model tensors replaced by modules_to_save copies, by parameter path. */
+  readonly originals: Map<string, Tensor>;
+}
+
+const states = new WeakMap<Module, LoraState>();
+
+/** Returns the model's LoRA state, or null if no adapter was ever applied. */
+export function findLoraState(model: Module): LoraState | null {
+  return states.get(model) ?? null;
+}
+
+/** Returns the model's LoRA state or throws an error that says how to add one. */
+export function loraState(model: Module, where: string): LoraState {
+  const state = states.get(model);
+  if (state === undefined) {
+    throw new Error(`${where}: the model has no LoRA adapter; call applyLora or loadAdapter first`);
+  }
+  return state;
+}
+
+/** Returns the model's LoRA state, creating an empty one on first use. */
+export function ensureLoraState(model: Module): LoraState {
+  let state = states.get(model);
+  if (state === undefined) {
+    state = {
+      layers: new Map(),
+      adapters: new Map(),
+      active: null,
+      disabled: false,
+      dropout: { rng: null },
+      originals: new Map(),
+    };
+    states.set(model, state);
+  }
+  return state;
+}
+
+/** Forgets the model's LoRA state (after merge-and-unload removed every hook). */
+export function dropLoraState(model: Module): void {
+  states.delete(model);
+}
+
+/** Returns the adapter record or throws listing the model's adapters. */
+export function adapterRecord(state: LoraState, name: string, where: string): AdapterRecord {
+  const record = state.adapters.get(name);
+  if (record === undefined) {
+    const known = [...state.adapters.keys()].join(", ") || "none";
+    throw new Error(`${where}: no adapter named "${name}" (adapters: ${known})`);
+  }
+  return record;
+}
