@@ -72,6 +72,8 @@ export interface TrainLoopOptions<B> {
   /** Runs validation every this many optimizer steps (and at the end); 0 disables it. */
   evalEvery?: number;
   validate?: () => ValidationResult;
+  /** Also validates before the first step of a new run, as the step-0 baseline. Default false. */
+  validateAtStart?: boolean;
   /** Saves a checkpoint every this many optimizer steps (and at the end); 0 saves at the end only. */
   saveEvery?: number;
   /** Checkpoint folder. Without it nothing is saved and resume is impossible. */
@@ -155,6 +157,9 @@ export async function trainLoop<B>(options: TrainLoopOptions<B>): Promise<TrainR
 
   const validations: ValidationMetrics[] = [];
   let lastLoss: number | null = null;
+  if (options.validate && options.validateAtStart && state.step === 0) {
+    validations.push(runValidation(options, 0));
+  }
   const startedAt = performance.now();
   const startStep = state.step;
 
