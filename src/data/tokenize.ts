@@ -29,8 +29,11 @@ export const IGNORE_INDEX = -100;
 export interface TokenizedExample {
   inputIds: Int32Array;
   labels: Int32Array;
-  /** Number of leading tokens that belong to the prompt (0 for text, chat: first learned). */
-  promptLength: number;
+  /**
+   * Number of leading prompt tokens: the masked prefix (0 for text, the first assistant token for
+   * chat). tokenizeSamples always sets it; it is optional for examples built by hand.
+   */
+  promptLength?: number;
   group: string;
   origin: string;
   truncated: boolean;
@@ -48,6 +51,11 @@ export interface TokenizeOptions {
   template?: PromptTemplate;
   /** A Jinja chat template that replaces the tokenizer's own for chat samples. */
   chatTemplate?: string;
+  /**
+   * Keep the known answer position inside a shortened context (default true). Evaluation
+   * prompts should turn it off, because choosing the window by the gold answer leaks it.
+   */
+  keepAnswerInContext?: boolean;
 }
 
 /** Counts of what tokenization did, for the log line before training. */
@@ -222,6 +230,7 @@ export class ExampleTokenizer {
     value: string,
   ): [number, number] | null {
     const answer = sample.fields[template.answerField];
+    if (this.options.keepAnswerInContext === false) return null;
     if (field !== "context" || sample.answerStart === undefined || answer === undefined)
       return null;
     const encode = (text: string) => this.tokenizer.encode(text, { addSpecialTokens: false });

@@ -186,3 +186,23 @@ test("tokenizeSamples rejects empty data", () => {
   assert.throws(() => tokenizeSamples([], gpt2, { maxLength: 8 }), /the dataset is empty/);
   assert.throws(() => tokenizeSamples(squadSubset(1), gpt2, { maxLength: 1 }), /maxLength must be/);
 });
+
+test("keepAnswerInContext false cuts the context end", () => {
+  const samples = squadSubset(60);
+  const { examples } = tokenizeSamples(samples, gpt2, {
+    maxLength: 64,
+    keepAnswerInContext: false,
+  });
+  const byOrigin = new Map(samples.map((sample) => [sample.origin, sample]));
+  let checked = 0;
+  for (const example of examples) {
+    if (!example.truncated) continue;
+    const sample = byOrigin.get(example.origin);
+    assert.ok(sample !== undefined);
+    const text = gpt2.decode([...example.inputIds]);
+    const context = text.slice("Context: ".length, text.indexOf("\nQuestion:"));
+    assert.ok(sample.fields.context.startsWith(context), `${example.origin}: ${context}`);
+    checked++;
+  }
+  assert.ok(checked > 20, `${checked} truncated examples`);
+});
