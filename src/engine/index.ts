@@ -3,3 +3,15 @@ export { Tensor, endStep, type DType, type Shape, type TensorOptions } from "./t
 export { backward, noGrad, withGrad, zeroGrad, isGradEnabled } from "./tape.js";
 export { addSame } from "./ops/add.js";
 export { linear, matmul, type MatmulOptions } from "./ops/matmul.js";
+export { softmax } from "./ops/softmax.js";
+export { attention, type AttentionOptions } from "./ops/attention.js";
+export { rope } from "./ops/rope.js";
+export {
+  crossEntropy,
+  crossEntropySum,
+  linearCrossEntropy,
+  linearCrossEntropySum,
+  type CrossEntropyOptions,
+  type LinearCrossEntropyOptions,
+  type LossSum,
+} from "./ops/xent.js";

@@ -3,6 +3,10 @@
 // index and the number of threads, and each thread writes only its own part of the output.
 export * from "./elementwise";
 export * from "./gemm";
+export * from "./softmax";
+export * from "./attention";
+export * from "./rope";
+export * from "./xent";
 
 /** Returns the first byte after the module's static data, where the host allocator may start. */
 export function heapBase(): usize {

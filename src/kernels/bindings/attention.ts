@@ -1,0 +1,114 @@
+// Bindings to the attention kernels in wasm/attention.ts. Offsets are bytes into the shared
+// memory; 0 means "absent" for the optional keyMask and slopes. Callers check shapes and dtypes.
+import { getPool } from "../pool.js";
+
+/** Sizes and options shared by the forward and backward kernels. */
+export interface AttentionDims {
+  /** Batch size. */
+  B: number;
+  /** Query heads. */
+  H: number;
+  /** Key/value heads; H must be a multiple. */
+  Hkv: number;
+  /** Query rows: the last T of the S key positions. */
+  T: number;
+  /** Key positions. */
+  S: number;
+  /** Head size. */
+  D: number;
+  /** Multiplies q·k before the ALiBi bias and the masks. */
+  scale: number;
+  causal: boolean;
+  /** Offset of B * S i32 or f32 values (nonzero = real key), or 0 for no key mask. */
+  keyMask: number;
+  /** Offset of H f32 ALiBi slopes, or 0 for none. */
+  slopes: number;
+}
+
+/** Bytes of scratch the forward kernel needs: one f32 score row of length S per thread. */
+export function attentionScratchBytes(S: number): number {
+  return getPool().threads * S * 4;
+}
+
+/**
+ * out [B, H, T, D] = softmax(q kᵀ scale + alibi + masks) v, and lse [B, H, T] = the log-sum-exp
+ * of each score row (+inf for a row with no visible key, whose output is zeros).
+ */
+export function attentionForwardF32(
+  q: number,
+  k: number,
+  v: number,
+  out: number,
+  lse: number,
+  scratch: number,
+  d: AttentionDims,
+): void {
+  getPool().run("attentionForwardF32", [
+    q,
+    k,
+    v,
+    out,
+    lse,
+    d.keyMask,
+    d.slopes,
+    scratch,
+    d.B,
+    d.H,
+    d.Hkv,
+    d.T,
+    d.S,
+    d.D,
+    d.scale,
+    d.causal ? 1 : 0,
+  ]);
+}
+
+/**
+ * Gradients of attention: dq [B, H, T, D], and dk and dv [B, Hkv, S, D] when needKeyValue (else
+ * they are left untouched). delta is scratch of B * H * T f32 values. out and lse come from
+ * attentionForwardF32 on the same inputs.
+ */
+export function attentionBackwardF32(
+  q: number,
+  k: number,
+  v: number,
+  out: number,
+  dout: number,
+  lse: number,
+  delta: number,
+  dq: number,
+  dk: number,
+  dv: number,
+  d: AttentionDims,
+  needKeyValue: boolean,
+): void {
+  const sizes = [d.B, d.H, d.Hkv, d.T, d.S, d.D, d.scale, d.causal ? 1 : 0];
+  const pool = getPool();
+  pool.run("attentionBackwardQueryF32", [
+    q,
+    k,
+    v,
+    out,
+    dout,
+    lse,
+    delta,
+    dq,
+    d.keyMask,
+    d.slopes,
+    ...sizes,
+  ]);
+  if (!needKeyValue) return;
+  pool.run("attentionBackwardKeyValueF32", [
+    q,
+    k,
+    v,
+    dout,
+    lse,
+    delta,
+    dk,
+    dv,
+    d.keyMask,
+    d.slopes,
+    ...sizes,
+  ]);
+}

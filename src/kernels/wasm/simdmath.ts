@@ -1,0 +1,170 @@
+// SIMD helpers for the softmax, attention, RoPE and cross-entropy kernels. index.ts does not
+// re-export this file: most helpers take or return v128, which JavaScript cannot call.
+
+/** Returns a * b + c per lane: one fused instruction in the relaxed-SIMD build. */
+@inline
+export function madd(a: v128, b: v128, c: v128): v128 {
+  if (ASC_FEATURE_RELAXED_SIMD) return f32x4.relaxed_madd(a, b, c);
+  return f32x4.add(f32x4.mul(a, b), c);
+}
+
+/** Returns the sum of the four lanes, added in a fixed order. */
+@inline
+export function hsum(v: v128): f32 {
+  return (
+    f32x4.extract_lane(v, 0) +
+    f32x4.extract_lane(v, 1) +
+    (f32x4.extract_lane(v, 2) + f32x4.extract_lane(v, 3))
+  );
+}
+
+/** Returns the largest of the four lanes. */
+@inline
+export function hmax(v: v128): f32 {
+  return max(
+    max(f32x4.extract_lane(v, 0), f32x4.extract_lane(v, 1)),
+    max(f32x4.extract_lane(v, 2), f32x4.extract_lane(v, 3)),
+  );
+}
+
+/** Returns the dot product of n f32 values at a and b. */
+export function dotF32(a: usize, b: usize, n: i32): f32 {
+  let acc0 = f32x4.splat(0);
+  let acc1 = f32x4.splat(0);
+  let i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const o = (<usize>i) << 2;
+    acc0 = madd(v128.load(a + o), v128.load(b + o), acc0);
+    acc1 = madd(v128.load(a + o, 16), v128.load(b + o, 16), acc1);
+  }
+  if (i + 4 <= n) {
+    const o = (<usize>i) << 2;
+    acc0 = madd(v128.load(a + o), v128.load(b + o), acc0);
+    i += 4;
+  }
+  let sum = hsum(f32x4.add(acc0, acc1));
+  for (; i < n; i++) {
+    const o = (<usize>i) << 2;
+    sum += load<f32>(a + o) * load<f32>(b + o);
+  }
+  return sum;
+}
+
+/** y[i] += alpha * x[i] for n f32 values. */
+export function axpyF32(y: usize, alpha: f32, x: usize, n: i32): void {
+  const va = f32x4.splat(alpha);
+  let i = 0;
+  for (; i + 4 <= n; i += 4) {
+    const o = (<usize>i) << 2;
+    v128.store(y + o, madd(va, v128.load(x + o), v128.load(y + o)));
+  }
+  for (; i < n; i++) {
+    const o = (<usize>i) << 2;
+    store<f32>(y + o, load<f32>(y + o) + alpha * load<f32>(x + o));
+  }
+}
+
+/** Sets n f32 values at p to zero. */
+export function zeroF32(p: usize, n: i32): void {
+  memory.fill(p, 0, (<usize>n) << 2);
+}
+
+// exp(x) = 2^k * exp(r) with k = round(x / ln 2) and |r| <= ln(2) / 2. ln 2 is split into a part
+// with few mantissa bits and a small remainder (Cody and Waite), so x - k ln 2 loses almost no
+// bits. exp(r) is a degree-6 polynomial whose coefficients are those of the Cephes library's expf
+// (the same constants appear in Eigen's SSE exp).
+const LOG2E: f32 = 1.44269504088896341;
+const LN2_HI: f32 = 0.693359375;
+const LN2_LO: f32 = -2.12194440e-4;
+const EXP_P0: f32 = 1.9875691500e-4;
+const EXP_P1: f32 = 1.3981999507e-3;
+const EXP_P2: f32 = 8.3334519073e-3;
+const EXP_P3: f32 = 4.1665795894e-2;
+const EXP_P4: f32 = 1.6666665459e-1;
+const EXP_P5: f32 = 5.0000001201e-1;
+// exp overflows f32 above EXP_HI. Below EXP_LO the result would be subnormal, and this returns 0
+// there, as the subnormal range is never significant next to the max-shifted softmax terms.
+const EXP_HI: f32 = 88.7228391;
+const EXP_LO: f32 = -87.3365448;
+
+/**
+ * Returns exp(x) per lane with a relative error below 1e-6 (the softmax kernel tests check it).
+ * Gives 0 for x < -87.34 (and -inf), +inf for x > 88.72, and NaN for NaN.
+ */
+@inline
+export function expF32x4(x: v128): v128 {
+  const clamped = f32x4.min(f32x4.max(x, f32x4.splat(EXP_LO)), f32x4.splat(EXP_HI));
+  const k = f32x4.nearest(f32x4.mul(clamped, f32x4.splat(LOG2E)));
+  let r = f32x4.sub(clamped, f32x4.mul(k, f32x4.splat(LN2_HI)));
+  r = f32x4.sub(r, f32x4.mul(k, f32x4.splat(LN2_LO)));
+  let p = f32x4.splat(EXP_P0);
+  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(EXP_P1));
+  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(EXP_P2));
+  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(EXP_P3));
+  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(EXP_P4));
+  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(EXP_P5));
+  const r2 = f32x4.mul(r, r);
+  const e = f32x4.add(f32x4.add(f32x4.mul(p, r2), r), f32x4.splat(1));
+  // 2^k built in the exponent field; k is in [-126, 128] after the clamp, so split it in two
+  // halves to keep both powers normal.
+  const ki = i32x4.trunc_sat_f32x4_s(k);
+  const k1 = i32x4.shr_s(ki, 1);
+  const k2 = i32x4.sub(ki, k1);
+  const bias = i32x4.splat(127);
+  const pow1 = i32x4.shl(i32x4.add(k1, bias), 23);
+  const pow2 = i32x4.shl(i32x4.add(k2, bias), 23);
+  let y = f32x4.mul(f32x4.mul(e, pow1), pow2);
+  y = v128.and(y, f32x4.ge(x, f32x4.splat(EXP_LO)));
+  y = v128.bitselect(f32x4.splat(<f32>Infinity), y, f32x4.gt(x, f32x4.splat(EXP_HI)));
+  return v128.bitselect(x, y, f32x4.ne(x, x));
+}
+
+/** Returns exp(x) computed exactly as one lane of expF32x4, so tails match vector bodies. */
+@inline
+export function expF32(x: f32): f32 {
+  return f32x4.extract_lane(expF32x4(f32x4.splat(x)), 0);
+}
+
+/** Returns the largest of n f32 values at p (-inf when n is 0). */
+export function rowMaxF32(p: usize, n: i32): f32 {
+  let vm = f32x4.splat(<f32>-Infinity);
+  let i = 0;
+  for (; i + 4 <= n; i += 4) vm = f32x4.max(vm, v128.load(p + ((<usize>i) << 2)));
+  let m = hmax(vm);
+  for (; i < n; i++) m = max(m, load<f32>(p + ((<usize>i) << 2)));
+  return m;
+}
+
+/** out[i] = exp(x[i] - shift) for n values and returns their sum. out may alias x. */
+export function expShiftSumF32(x: usize, out: usize, n: i32, shift: f32): f32 {
+  const vs = f32x4.splat(shift);
+  let acc = f32x4.splat(0);
+  let i = 0;
+  for (; i + 4 <= n; i += 4) {
+    const o = (<usize>i) << 2;
+    const e = expF32x4(f32x4.sub(v128.load(x + o), vs));
+    v128.store(out + o, e);
+    acc = f32x4.add(acc, e);
+  }
+  let sum = hsum(acc);
+  for (; i < n; i++) {
+    const o = (<usize>i) << 2;
+    const e = expF32(load<f32>(x + o) - shift);
+    store<f32>(out + o, e);
+    sum += e;
+  }
+  return sum;
+}
+
+/** Returns the sum of exp(x[i] - shift) over n values without storing them. */
+export function sumExpShiftF32(x: usize, n: i32, shift: f32): f32 {
+  const vs = f32x4.splat(shift);
+  let acc = f32x4.splat(0);
+  let i = 0;
+  for (; i + 4 <= n; i += 4) {
+    acc = f32x4.add(acc, expF32x4(f32x4.sub(v128.load(x + ((<usize>i) << 2)), vs)));
+  }
+  let sum = hsum(acc);
+  for (; i < n; i++) sum += expF32(load<f32>(x + ((<usize>i) << 2)) - shift);
+  return sum;
+}

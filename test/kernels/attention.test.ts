@@ -1,0 +1,231 @@
+// The wasm attention kernels against the f64 reference on random shapes: odd head sizes, GQA
+// ratios 1, 2 and 4, S > T (KV cache), ALiBi and key padding masks.
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { Tensor } from "../../src/engine/tensor.js";
+import {
+  attentionBackwardF32,
+  attentionForwardF32,
+  attentionScratchBytes,
+  type AttentionDims,
+} from "../../src/kernels/bindings/attention.js";
+import { setThreads } from "../../src/kernels/pool.js";
+import {
+  attentionBackwardRef,
+  attentionRef,
+  type AttentionRefOptions,
+} from "../../src/kernels/reference/attention.js";
+import { assertClose } from "../helpers/assert.js";
+import { makeRandom, randomArray } from "../helpers/random.js";
+
+interface Case {
+  B: number;
+  H: number;
+  Hkv: number;
+  T: number;
+  S: number;
+  D: number;
+  causal: boolean;
+  alibi: boolean;
+  mask: boolean;
+}
+
+const cases: Case[] = [
+  { B: 1, H: 1, Hkv: 1, T: 1, S: 1, D: 1, causal: true, alibi: false, mask: false },
+  { B: 2, H: 2, Hkv: 1, T: 3, S: 3, D: 3, causal: true, alibi: false, mask: true },
+  { B: 1, H: 4, Hkv: 1, T: 5, S: 17, D: 17, causal: true, alibi: true, mask: false },
+  { B: 2, H: 4, Hkv: 2, T: 17, S: 17, D: 8, causal: true, alibi: true, mask: true },
+  { B: 3, H: 3, Hkv: 3, T: 4, S: 9, D: 16, causal: false, alibi: false, mask: true },
+  { B: 1, H: 2, Hkv: 2, T: 1, S: 127, D: 5, causal: true, alibi: true, mask: true },
+  { B: 1, H: 8, Hkv: 2, T: 13, S: 20, D: 64, causal: true, alibi: false, mask: true },
+];
+
+function label(c: Case): string {
+  return JSON.stringify(c);
+}
+
+// A [B, S] mask with some left padding, a hole in the middle and at least one real key per row.
+function makeKeyMask(B: number, S: number, seed: number): Int32Array {
+  const next = makeRandom(seed);
+  const mask = new Int32Array(B * S);
+  for (let b = 0; b < B; b++) {
+    const pad = Math.floor(next() * (S / 2));
+    for (let s = 0; s < S; s++) mask[b * S + s] = s >= pad && next() > 0.15 ? 1 : 0;
+    mask[b * S + S - 1] = 1;
+  }
+  return mask;
+}
+
+function makeSlopes(H: number): Float32Array {
+  return Float32Array.from({ length: H }, (_, h) => 2 ** (-(8 * (h + 1)) / H));
+}
+
+interface Prepared {
+  q: Tensor;
+  k: Tensor;
+  v: Tensor;
+  dims: AttentionDims;
+  ref: AttentionRefOptions;
+}
+
+function prepare(c: Case, seed: number): Prepared {
+  const { B, H, Hkv, T, S, D } = c;
+  const q = Tensor.from(randomArray(B * H * T * D, seed, 2), [B, H, T, D]);
+  const k = Tensor.from(randomArray(B * Hkv * S * D, seed + 1, 2), [B, Hkv, S, D]);
+  const v = Tensor.from(randomArray(B * Hkv * S * D, seed + 2), [B, Hkv, S, D]);
+  const scale = 1 / Math.sqrt(D);
+  const keyMask = c.mask ? makeKeyMask(B, S, seed + 3) : undefined;
+  const slopes = c.alibi ? makeSlopes(H) : undefined;
+  const dims: AttentionDims = {
+    B,
+    H,
+    Hkv,
+    T,
+    S,
+    D,
+    scale,
+    causal: c.causal,
+    keyMask: keyMask === undefined ? 0 : Tensor.from(keyMask, [B, S]).offset,
+    slopes: slopes === undefined ? 0 : Tensor.from(slopes, [H]).offset,
+  };
+  const ref: AttentionRefOptions = {
+    B,
+    H,
+    Hkv,
+    T,
+    S,
+    D,
+    scale: Math.fround(scale),
+    causal: c.causal,
+    keyMask,
+    slopes,
+  };
+  return { q, k, v, dims, ref };
+}
+
+function runForward(p: Prepared): { out: Tensor; lse: Tensor } {
+  const { B, H, T, S } = p.dims;
+  const out = Tensor.empty(p.q.shape);
+  const lse = Tensor.empty([B, H, T]);
+  const scratch = Tensor.empty([attentionScratchBytes(S) / 4]);
+  attentionForwardF32(
+    p.q.offset,
+    p.k.offset,
+    p.v.offset,
+    out.offset,
+    lse.offset,
+    scratch.offset,
+    p.dims,
+  );
+  return { out, lse };
+}
+
+function runBackward(p: Prepared, fwd: { out: Tensor; lse: Tensor }, dout: Tensor) {
+  const dq = Tensor.empty(p.q.shape);
+  const dk = Tensor.empty(p.k.shape);
+  const dv = Tensor.empty(p.v.shape);
+  const delta = Tensor.empty([p.dims.B, p.dims.H, p.dims.T]);
+  attentionBackwardF32(
+    p.q.offset,
+    p.k.offset,
+    p.v.offset,
+    fwd.out.offset,
+    dout.offset,
+    fwd.lse.offset,
+    delta.offset,
+    dq.offset,
+    dk.offset,
+    dv.offset,
+    p.dims,
+    true,
+  );
+  return { dq: dq.f32().slice(), dk: dk.f32().slice(), dv: dv.f32().slice() };
+}
+
+test("attention forward matches reference", () => {
+  setThreads(2);
+  cases.forEach((c, i) => {
+    const p = prepare(c, 100 + i * 10);
+    const { out } = runForward(p);
+    const expected = attentionRef(p.q.f32(), p.k.f32(), p.v.f32(), p.ref);
+    assertClose(out.f32(), expected, { atol: 2e-6, rtol: 1e-5, what: `out ${label(c)}` });
+  });
+});
+
+test("attention backward matches reference", () => {
+  setThreads(2);
+  cases.forEach((c, i) => {
+    const p = prepare(c, 200 + i * 10);
+    const fwd = runForward(p);
+    const dout = Tensor.from(randomArray(p.q.size, 300 + i), p.q.shape);
+    const got = runBackward(p, fwd, dout);
+    const want = attentionBackwardRef(p.q.f32(), p.k.f32(), p.v.f32(), dout.f32(), p.ref);
+    const tol = { atol: 1e-5, rtol: 1e-4 };
+    assertClose(got.dq, want.dq, { ...tol, what: `dq ${label(c)}` });
+    assertClose(got.dk, want.dk, { ...tol, what: `dk ${label(c)}` });
+    assertClose(got.dv, want.dv, { ...tol, what: `dv ${label(c)}` });
+  });
+});
+
+test("attention is bitwise equal on 1 and 2 threads", () => {
+  const c: Case = { B: 2, H: 4, Hkv: 2, T: 9, S: 12, D: 19, causal: true, alibi: true, mask: true };
+  const p = prepare(c, 400);
+  const dout = Tensor.from(randomArray(p.q.size, 401), p.q.shape);
+  const results = [1, 2].map((threads) => {
+    setThreads(threads);
+    const fwd = runForward(p);
+    return { out: fwd.out.f32().slice(), lse: fwd.lse.f32().slice(), ...runBackward(p, fwd, dout) };
+  });
+  for (const key of ["out", "lse", "dq", "dk", "dv"] as const) {
+    assert.deepEqual(results[1][key], results[0][key], `${key} differs between 1 and 2 threads`);
+  }
+});
+
+test("attention row without visible keys gives zeros", () => {
+  setThreads(2);
+  // Non-causal, batch row 1 fully padded: its queries see nothing.
+  const c: Case = {
+    B: 2,
+    H: 2,
+    Hkv: 1,
+    T: 3,
+    S: 4,
+    D: 4,
+    causal: false,
+    alibi: false,
+    mask: false,
+  };
+  const p = prepare(c, 500);
+  const mask = Tensor.from(new Int32Array([1, 1, 0, 1, 0, 0, 0, 0]), [2, 4]);
+  p.dims.keyMask = mask.offset;
+
+  const fwd = runForward(p);
+  const out = fwd.out.f32();
+  const rowSize = c.H * c.T * c.D;
+  assert.ok(
+    out.every((x) => Number.isFinite(x)),
+    "output has non-finite values",
+  );
+  assert.deepEqual(Array.from(out.subarray(rowSize)), new Array(rowSize).fill(0));
+
+  const dout = Tensor.from(randomArray(p.q.size, 501), p.q.shape);
+  const got = runBackward(p, fwd, dout);
+  assert.ok(
+    got.dq.every((x) => Number.isFinite(x)),
+    "dq has non-finite values",
+  );
+  assert.deepEqual(Array.from(got.dq.subarray(rowSize)), new Array(rowSize).fill(0));
+  const kvSize = c.Hkv * c.S * c.D;
+  assert.deepEqual(Array.from(got.dk.subarray(kvSize)), new Array(kvSize).fill(0));
+  assert.deepEqual(Array.from(got.dv.subarray(kvSize)), new Array(kvSize).fill(0));
+});
+
+test("attention accepts an f32 key mask", () => {
+  setThreads(1);
+  const c: Case = { B: 2, H: 2, Hkv: 2, T: 5, S: 5, D: 6, causal: true, alibi: false, mask: true };
+  const p = prepare(c, 600);
+  const expected = runForward(p).out.f32().slice();
+  const maskI32 = makeKeyMask(c.B, c.S, 603);
+  p.dims.keyMask = Tensor.from(Float32Array.from(maskI32), [c.B, c.S]).offset;
+  assert.deepEqual(runForward(p).out.f32().slice(), expected);
+});
