@@ -42,7 +42,7 @@ export function findLoraState(model: Module): LoraState | null {
   return states.get(model) ?? null;
 }
 
-/** Returns the model's LoRA state or throws an error that says how to add one. */
+/** Returns the model's LoRA state, or throws an error naming applyLora and loadAdapter. */
 export function loraState(model: Module, where: string): LoraState {
   const state = states.get(model);
   if (state === undefined) {

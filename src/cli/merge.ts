@@ -1,0 +1,63 @@
+// `tslora merge`: merges a LoRA adapter into its base model and writes a checkpoint folder that
+// transformers and tslora load like the base model.
+import { resolve } from "node:path";
+import { resolveModelDir } from "../io/hub.js";
+import { mergeCheckpoint } from "../lora/merge-checkpoint.js";
+import { formatHelp, parseOptions, type OptionSpec } from "./train-options.js";
+
+const USAGE = "tslora merge --model <dir|id> --adapter <dir> --out <dir> [--force]";
+const SUMMARY =
+  "Merges a LoRA adapter into the base weights (in f32, stored back in the base dtype) and " +
+  "writes config, generation config, tokenizer files and safetensors to a new folder.";
+
+const MERGE_OPTIONS: OptionSpec[] = [
+  {
+    name: "model",
+    type: "string",
+    value: "<dir|id>",
+    required: true,
+    help: "Base model folder or Hub id (owner/name[@revision]).",
+  },
+  {
+    name: "adapter",
+    type: "string",
+    value: "<dir>",
+    required: true,
+    help: "PEFT adapter folder (adapter_config.json and adapter_model.safetensors).",
+  },
+  {
+    name: "out",
+    type: "string",
+    value: "<dir>",
+    required: true,
+    help: "Output folder for the merged checkpoint. It must not exist or must be empty.",
+  },
+  {
+    name: "force",
+    type: "boolean",
+    default: false,
+    help: "Replace a non-empty output folder.",
+  },
+];
+
+/** Runs `tslora merge` with the arguments after the verb; resolves to the exit status. */
+export async function runMerge(argv: readonly string[]): Promise<number> {
+  const values = parseOptions("merge", argv, MERGE_OPTIONS);
+  if (values === null) {
+    console.log(formatHelp(USAGE, SUMMARY, MERGE_OPTIONS));
+    return 0;
+  }
+  const modelDir = await resolveModelDir(String(values.model));
+  const summary = mergeCheckpoint({
+    modelDir,
+    adapterDir: resolve(String(values.adapter)),
+    outDir: String(values.out),
+    force: values.force === true,
+  });
+  console.log(
+    `merged ${summary.mergedWeights} weights` +
+      (summary.replacedTensors > 0 ? ` and replaced ${summary.replacedTensors} tensors` : "") +
+      ` into ${summary.outDir} (${summary.files.join(", ")})`,
+  );
+  return 0;
+}

@@ -1,0 +1,199 @@
+// Adapter folders as PEFT writes them: adapter_config.json and adapter_model.safetensors (F32,
+// keys base_model.model.<path>.lora_A.weight [r, in] and .lora_B.weight [out, r], metadata
+// {"format": "pt"}, tensors in the safetensors library's order). Loading is strict: every
+// problem of a file against the model is reported in one error, where PEFT only warns and runs
+// the base model.
+import { existsSync, mkdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { writeFileAtomic } from "../io/atomic.js";
+import { decodeToFloat32 } from "../io/dtypes.js";
+import { readSafetensors, writeSafetensors, type TensorToWrite } from "../io/safetensors.js";
+import type { Rng } from "../engine/random.js";
+import type { Linear } from "../nn/linear.js";
+import type { Module } from "../nn/module.js";
+import { adapterTensors } from "./adapters.js";
+import { adapterConfigJson, parseAdapterConfig } from "./adapter-config.js";
+import { withConfigChanges, type LoraConfig } from "./config.js";
+import {
+  addAdapter,
+  biasParamPaths,
+  modulesToSaveParams,
+  moduleInventory,
+  outputLayerPaths,
+  type LoraTargetModel,
+  type LoraValues,
+} from "./inject.js";
+import {
+  matchAdapterTensors,
+  safetensorsOrder,
+  type ExpectedAdapter,
+  type ExpectedLora,
+} from "./keys.js";
+import { adapterRecord, loraState, type AdapterRecord } from "./state.js";
+import { collectTargets, linearModuleList, rankAndAlphaFor } from "./targets.js";
+
+export const ADAPTER_CONFIG_FILE = "adapter_config.json";
+export const ADAPTER_WEIGHTS_FILE = "adapter_model.safetensors";
+
+export interface SaveAdapterOptions {
+  /** Which adapter to save (default: the active one). */
+  adapterName?: string;
+  /** base_model_name_or_path to record (default: the value in the adapter's config). */
+  baseModelNameOrPath?: string | null;
+}
+
+/**
+ * Writes an adapter folder that PEFT loads unchanged: adapter_config.json (inference_mode true,
+ * as PEFT's save_pretrained writes it) and adapter_model.safetensors. Each file is written
+ * atomically.
+ */
+export function saveAdapter(model: Module, dir: string, options: SaveAdapterOptions = {}): void {
+  const state = loraState(model, "saveAdapter");
+  const name = options.adapterName ?? state.active;
+  if (name === null) throw new Error("saveAdapter: the model has no active adapter; name one");
+  const record = adapterRecord(state, name, "saveAdapter");
+  const config = withConfigChanges(record.config, {
+    inference_mode: true,
+    base_model_name_or_path:
+      options.baseModelNameOrPath === undefined
+        ? record.config.base_model_name_or_path
+        : options.baseModelNameOrPath,
+  });
+  const tensors: TensorToWrite[] = adapterTensors(state, record).map(([key, t]) => ({
+    name: key,
+    dtype: "F32",
+    shape: [...t.shape],
+    // A copy: the tensor's bytes are a view into the wasm memory, which may grow meanwhile.
+    data: t.bytes().slice(),
+  }));
+  mkdirSync(dir, { recursive: true });
+  writeSafetensors(join(dir, ADAPTER_WEIGHTS_FILE), safetensorsOrder(tensors), { format: "pt" });
+  writeFileAtomic(join(dir, ADAPTER_CONFIG_FILE), adapterConfigJson(config));
+}
+
+export interface LoadAdapterOptions {
+  /** Name for the loaded adapter (default "default"). */
+  adapterName?: string;
+  /** Make it active (default: only when it is the model's first adapter). */
+  activate?: boolean;
+  /** Train it further (default false, as PEFT's is_trainable). */
+  trainable?: boolean;
+  /** Generator for lora_dropout in training mode. */
+  rng?: Rng;
+}
+
+/** Reads and validates an adapter folder's adapter_config.json. */
+export function readAdapterConfig(dir: string): LoraConfig {
+  const path = join(dir, ADAPTER_CONFIG_FILE);
+  if (!existsSync(path)) {
+    throw new Error(
+      `loadAdapter: ${path} not found; an adapter folder needs ${ADAPTER_CONFIG_FILE}`,
+    );
+  }
+  return parseAdapterConfig(readFileSync(path, "utf8"), path);
+}
+
+/** What the model expects of an adapter with `config`, and the target problems found. */
+function expectedAdapter(
+  model: LoraTargetModel,
+  config: LoraConfig,
+): {
+  expected: ExpectedAdapter;
+  targets: string[];
+  resolved: LoraConfig;
+  problems: string[];
+  moduleList: string;
+} {
+  const modules = moduleInventory(model);
+  const report = collectTargets(config, modules, {
+    modelType: model.modelType,
+    outputLayerPaths: outputLayerPaths(model),
+  });
+  const problems = [...report.problems];
+
+  const lora = new Map<string, ExpectedLora>();
+  for (const path of report.paths) {
+    const linear = model.getModule(path) as Linear;
+    const { r } = rankAndAlphaFor(config, path);
+    lora.set(path, { r, inFeatures: linear.inFeatures, outFeatures: linear.outFeatures });
+  }
+  const shapes = new Map(model.namedParameters().map(([p, t]) => [p, [...t.shape]]));
+  const params = new Map<string, number[]>();
+  const optionalParams = new Set<string>();
+  for (const path of biasParamPaths(model, config, report.paths)) {
+    params.set(path, shapes.get(path) ?? []);
+    // PEFT's save looks for "<path>.bias" beside the lora_ keys, but a wrapped layer's bias is
+    // "<path>.base_layer.bias", so PEFT files with bias "lora_only" carry no biases.
+    if (config.bias === "lora_only") optionalParams.add(path);
+  }
+  for (const [path, t] of modulesToSaveParams(model, config)) params.set(path, [...t.shape]);
+
+  const rankSource =
+    Object.keys(config.rank_pattern).length > 0
+      ? "adapter_config.json (r and rank_pattern)"
+      : `adapter_config.json (r = ${config.r})`;
+  const resolved = withConfigChanges(config, { target_modules: report.resolved });
+  return {
+    expected: { lora, params, optionalParams, rankSource },
+    targets: report.paths,
+    resolved,
+    problems,
+    moduleList: linearModuleList(modules),
+  };
+}
+
+/**
+ * Loads a PEFT adapter folder onto `model` as a named adapter. Accepts PEFT's key variants
+ * (".default." in keys, short or full-path target names). Throws one error that lists every
+ * problem: missing or unexpected keys, keys without the base_model.model. prefix, targets that
+ * do not exist, shapes that disagree with r or the model.
+ */
+export function loadAdapter(
+  model: LoraTargetModel,
+  dir: string,
+  options: LoadAdapterOptions = {},
+): AdapterRecord {
+  const config = readAdapterConfig(dir);
+  const weightsPath = join(dir, ADAPTER_WEIGHTS_FILE);
+  if (!existsSync(weightsPath)) {
+    throw new Error(
+      `loadAdapter: ${weightsPath} not found; PEFT adapters saved as adapter_model.bin ` +
+        `(pickle) are not supported, re-save the adapter with safetensors`,
+    );
+  }
+  const { tensors } = readSafetensors(weightsPath);
+  const { expected, targets, resolved, problems, moduleList } = expectedAdapter(model, config);
+  const match = matchAdapterTensors(
+    [...tensors.values()].map((t) => ({ name: t.name, dtype: t.dtype, shape: t.shape })),
+    expected,
+  );
+  if (problems.length + match.problems.length > 0) {
+    const all = [...problems, ...match.problems];
+    const hint = problems.length > 0 ? `\n${moduleList}` : "";
+    throw new Error(
+      `loadAdapter: ${dir} does not fit the model (${all.length} problems):\n` +
+        `  - ${all.join("\n  - ")}${hint}`,
+    );
+  }
+
+  const values = new Map<string, LoraValues>();
+  for (const [path, { A, B }] of match.lora) {
+    const a = tensors.get(A);
+    const b = tensors.get(B);
+    if (a === undefined || b === undefined) continue;
+    values.set(path, {
+      A: decodeToFloat32(a.data, a.dtype, A),
+      B: decodeToFloat32(b.data, b.dtype, B),
+    });
+  }
+  const params = new Map<string, Float32Array>();
+  for (const [path, key] of match.params) {
+    const t = tensors.get(key);
+    if (t !== undefined) params.set(path, decodeToFloat32(t.data, t.dtype, key));
+  }
+  return addAdapter(
+    model,
+    { name: options.adapterName ?? "default", config: resolved, targets, values, params },
+    { activate: options.activate, trainable: options.trainable ?? false, rng: options.rng },
+  );
+}

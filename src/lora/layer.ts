@@ -1,0 +1,84 @@
+// The LoRA layer: a Linear hook that adds scaling · dropout(x) A^T B^T to the frozen layer's
+// output, for every active adapter that is not merged into the weight (PEFT's lora.Linear).
+//
+// Legend: N rows of x (any leading dims), I in_features, O out_features, R rank.
+import { add, dropout, linear, scale, type Tensor } from "../engine/index.js";
+import type { Rng } from "../engine/random.js";
+import type { Linear, LinearHook } from "../nn/linear.js";
+
+/** One named adapter on one Linear. A and B are persistent f32 tensors. */
+export interface LoraWeights {
+  /** lora_A.weight [R, I]. */
+  A: Tensor;
+  /** lora_B.weight [O, R]. */
+  B: Tensor;
+  r: number;
+  alpha: number;
+  /** lora_alpha / r, or lora_alpha / sqrt(r) with use_rslora. */
+  scaling: number;
+  dropout: number;
+}
+
+/** Source of dropout randomness shared by every LoRA layer of a model. */
+export interface DropoutSource {
+  rng: Rng | null;
+}
+
+export class LoraLinear implements LinearHook {
+  readonly base: Linear;
+  /** The Linear's dotted path in the model, for messages and file keys. */
+  readonly path: string;
+  readonly adapters = new Map<string, LoraWeights>();
+  /** Adapters applied in forward, in order. */
+  active: string[] = [];
+  /** Adapters currently added into base.weight (their forward term is then skipped). */
+  readonly merged = new Set<string>();
+  /** When true the layer computes the base output only. */
+  disabled = false;
+  private readonly dropoutSource: DropoutSource;
+
+  constructor(base: Linear, path: string, dropoutSource: DropoutSource) {
+    this.base = base;
+    this.path = path;
+    this.dropoutSource = dropoutSource;
+  }
+
+  /** x [N.., I], base [N.., O] → base + Σ scaling · (dropout(x) A^T) B^T. */
+  forward(x: Tensor, base: Tensor): Tensor {
+    if (this.disabled) return base;
+    let out = base;
+    for (const name of this.active) {
+      if (this.merged.has(name)) continue;
+      const w = this.adapters.get(name);
+      if (w === undefined) continue;
+      out = add(out, this.delta(x, w));
+    }
+    return out;
+  }
+
+  private delta(x: Tensor, w: LoraWeights): Tensor {
+    let input = x;
+    if (w.dropout > 0 && this.base.training) {
+      const rng = this.dropoutSource.rng;
+      if (rng === null) {
+        throw new Error(
+          `LoRA ${this.path}: lora_dropout ${w.dropout} in training mode needs a random ` +
+            `generator; pass { rng } to applyLora or loadAdapter`,
+        );
+      }
+      input = dropout(x, w.dropout, rng, true);
+    }
+    // Scaling the [N, R] intermediate is cheaper than scaling the [N, O] output.
+    const h = scale(linear(input, w.A, null, "outIn"), w.scaling); // [N.., R]
+    return linear(h, w.B, null, "outIn"); // [N.., O]
+  }
+
+  /** Lists this layer's LoRA tensors under PEFT's module-relative names. */
+  namedParameters(): [string, Tensor][] {
+    const out: [string, Tensor][] = [];
+    for (const [name, w] of this.adapters) {
+      out.push([`lora_A.${name}.weight`, w.A], [`lora_B.${name}.weight`, w.B]);
+    }
+    return out;
+  }
+}

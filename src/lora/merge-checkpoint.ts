@@ -1,0 +1,196 @@
+// Writing a merged checkpoint folder: the base model's safetensors with every adapted weight
+// replaced by W + scaling · B·A (computed in f32, stored in the weight's original dtype), trained
+// biases and modules_to_save tensors replaced by the adapter's values, and every other tensor
+// copied byte for byte. File names, tensor names, header order, metadata and the tied-embedding
+// convention are those of the source, so transformers and tslora load the result like the base.
+import {
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statSync,
+} from "node:fs";
+import { randomBytes } from "node:crypto";
+import { basename, dirname, join, resolve } from "node:path";
+import { INDEX_FILE, SINGLE_FILE } from "../io/checkpoint.js";
+import { decodeToFloat32, encodeFromFloat32, isFloatDType } from "../io/dtypes.js";
+import { readSafetensors, writeSafetensors, type RawTensor } from "../io/safetensors.js";
+import { loadModelFromDir } from "../models/index.js";
+import type { CausalLM } from "../models/index.js";
+import { loadAdapter } from "./adapter-io.js";
+import { addLoraDelta } from "./merge.js";
+import { loraState, type AdapterRecord, type LoraState } from "./state.js";
+
+/** Files besides the weights that a model folder needs; each one is copied when present. */
+const COPIED_FILES = [
+  "config.json",
+  "generation_config.json",
+  "tokenizer.json",
+  "tokenizer_config.json",
+  "special_tokens_map.json",
+  "added_tokens.json",
+  "vocab.json",
+  "merges.txt",
+  "tokenizer.model",
+  "chat_template.jinja",
+  "chat_template.json",
+];
+
+export interface MergeCheckpointOptions {
+  /** Local model folder (config.json and safetensors weights). */
+  modelDir: string;
+  /** PEFT adapter folder. */
+  adapterDir: string;
+  /** Output folder; it must not exist or be empty unless `force` is set. */
+  outDir: string;
+  /** Replace a non-empty output folder. */
+  force?: boolean;
+}
+
+export interface MergeSummary {
+  outDir: string;
+  /** Weight matrices that received a LoRA delta. */
+  mergedWeights: number;
+  /** Bias and modules_to_save tensors replaced by the adapter's values. */
+  replacedTensors: number;
+  /** Safetensors files written. */
+  files: string[];
+}
+
+/** Throws unless `dir` is absent or empty, or `force` allows replacing it. */
+function checkOutputFolder(dir: string, force: boolean): void {
+  if (!existsSync(dir)) return;
+  if (!statSync(dir).isDirectory()) {
+    throw new Error(`merge: output ${dir} exists and is not a folder; choose another --out`);
+  }
+  if (readdirSync(dir).length > 0 && !force) {
+    throw new Error(
+      `merge: output folder ${dir} is not empty; choose another --out or pass --force to replace it`,
+    );
+  }
+}
+
+/** Returns the safetensors files of a checkpoint folder: the shards of the index, or one file. */
+function weightFiles(dir: string): string[] {
+  const index = join(dir, INDEX_FILE);
+  if (existsSync(index)) {
+    const parsed = JSON.parse(readFileSync(index, "utf8")) as {
+      weight_map?: Record<string, string>;
+    };
+    return [...new Set(Object.values(parsed.weight_map ?? {}))].sort();
+  }
+  if (existsSync(join(dir, SINGLE_FILE))) return [SINGLE_FILE];
+  throw new Error(`merge: ${dir} has neither ${SINGLE_FILE} nor ${INDEX_FILE}`);
+}
+
+/**
+ * Maps stored tensor names to model parameter paths. Hub GPT-2 and BLOOM checkpoints omit the
+ * "transformer." prefix, and some omit "model.", so a stored name may be a path minus that prefix.
+ */
+function paramPathFor(stored: string, paths: ReadonlySet<string>): string | null {
+  if (paths.has(stored)) return stored;
+  for (const prefix of ["transformer.", "model."]) {
+    if (paths.has(prefix + stored)) return prefix + stored;
+  }
+  return null;
+}
+
+/** Returns the tensor to write for `raw`: merged, replaced by the adapter's values, or as is. */
+function mergedTensor(
+  raw: RawTensor,
+  path: string | null,
+  state: LoraState,
+  record: AdapterRecord,
+  counts: { merged: number; replaced: number },
+): RawTensor {
+  if (path === null) return raw;
+  const trained = record.biases.get(path) ?? record.savedModules.get(path);
+  if (trained !== undefined) {
+    counts.replaced++;
+    return { ...raw, data: encodeLike(raw, trained.toFloat32Array()) };
+  }
+  if (!path.endsWith(".weight")) return raw;
+  const layer = state.layers.get(path.slice(0, -".weight".length));
+  const w = layer?.adapters.get(record.name);
+  if (layer === undefined || w === undefined) return raw;
+
+  const values = decodeToFloat32(raw.data, raw.dtype, raw.name);
+  const { base } = layer;
+  const delta = { A: w.A.toFloat32Array(), B: w.B.toFloat32Array(), r: w.r, scaling: w.scaling };
+  addLoraDelta(values, base.layout, base.inFeatures, base.outFeatures, delta, 1);
+  counts.merged++;
+  return { ...raw, data: encodeLike(raw, values) };
+}
+
+function encodeLike(raw: RawTensor, values: Float32Array): Uint8Array {
+  if (!isFloatDType(raw.dtype)) {
+    throw new Error(
+      `merge: tensor ${raw.name} has dtype ${raw.dtype}; only float weights can be merged`,
+    );
+  }
+  return encodeFromFloat32(values, raw.dtype);
+}
+
+/**
+ * Merges an adapter into a model folder and writes the result to `outDir`, atomically: the
+ * files go to a temporary folder beside it, which is renamed into place once complete.
+ */
+export function mergeCheckpoint(options: MergeCheckpointOptions): MergeSummary {
+  const outDir = resolve(options.outDir);
+  checkOutputFolder(outDir, options.force ?? false);
+  const model: CausalLM = loadModelFromDir(options.modelDir, "auto");
+  const record = loadAdapter(model, options.adapterDir, { adapterName: "merge" });
+  const state = loraState(model, "merge");
+  const paths = new Set(model.namedParameters().map(([p]) => p));
+
+  mkdirSync(dirname(outDir), { recursive: true });
+  const tmp = join(dirname(outDir), `.${basename(outDir)}.${randomBytes(6).toString("hex")}.tmp`);
+  mkdirSync(tmp);
+  try {
+    const counts = { merged: 0, replaced: 0 };
+    const files = weightFiles(options.modelDir);
+    for (const file of files) {
+      const { tensors, metadata } = readSafetensors(join(options.modelDir, file));
+      const out = [...tensors.values()].map((raw) =>
+        mergedTensor(raw, paramPathFor(raw.name, paths), state, record, counts),
+      );
+      writeSafetensors(join(tmp, file), out, metadata);
+    }
+    const expected = record.targets.length;
+    if (counts.merged !== expected) {
+      throw new Error(
+        `merge: merged ${counts.merged} of ${expected} adapted weights; the checkpoint's tensor ` +
+          `names do not match the model's parameter paths`,
+      );
+    }
+    for (const name of [...COPIED_FILES, INDEX_FILE]) {
+      const source = join(options.modelDir, name);
+      if (existsSync(source)) copyFileSync(source, join(tmp, name));
+    }
+    replaceFolder(tmp, outDir);
+    return { outDir, mergedWeights: counts.merged, replacedTensors: counts.replaced, files };
+  } catch (err) {
+    rmSync(tmp, { recursive: true, force: true });
+    throw err;
+  }
+}
+
+/** Renames `tmp` to `outDir`, moving an existing `outDir` aside first and deleting it after. */
+function replaceFolder(tmp: string, outDir: string): void {
+  if (!existsSync(outDir)) {
+    renameSync(tmp, outDir);
+    return;
+  }
+  const old = `${tmp}.old`;
+  renameSync(outDir, old);
+  try {
+    renameSync(tmp, outDir);
+  } catch (err) {
+    renameSync(old, outDir);
+    throw err;
+  }
+  rmSync(old, { recursive: true, force: true });
+}

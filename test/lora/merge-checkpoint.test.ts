@@ -1,0 +1,157 @@
+// `tslora merge`: the merged folder against PEFT's merge_and_unload() checkpoint.
+import assert from "node:assert/strict";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, test } from "node:test";
+import { endStep, noGrad } from "../../src/engine/index.js";
+import { runMerge } from "../../src/cli/merge.js";
+import { decodeToFloat32 } from "../../src/io/dtypes.js";
+import { readSafetensors, SafetensorsFile } from "../../src/io/safetensors.js";
+import { addLoraDelta } from "../../src/lora/merge.js";
+import { mergeCheckpoint } from "../../src/lora/merge-checkpoint.js";
+import { loadModelFromDir } from "../../src/models/index.js";
+import { fixture } from "../helpers/fixtures.js";
+import {
+  logitsOf,
+  maxLogitError,
+  readJson,
+  referenceBatch,
+  type ReferenceAdapter,
+} from "./helpers.js";
+
+const scratch = mkdtempSync(join(tmpdir(), "tslora-merge-"));
+after(() => rmSync(scratch, { recursive: true, force: true }));
+
+function headerNames(path: string): string[] {
+  const file = SafetensorsFile.open(path);
+  try {
+    return file.names;
+  } finally {
+    file.close();
+  }
+}
+
+for (const arch of ["gpt2", "llama"] as const) {
+  test(`${arch} merged folder matches PEFT`, () => {
+    const out = join(scratch, `${arch}-merged`);
+    const summary = mergeCheckpoint({
+      modelDir: fixture(`reference/${arch}/model`),
+      adapterDir: fixture(`reference/${arch}/adapter`),
+      outDir: out,
+    });
+    assert.equal(summary.mergedWeights, arch === "gpt2" ? 2 : 4);
+    const ours = readSafetensors(join(out, "model.safetensors"));
+    const peft = readSafetensors(fixture(`reference/${arch}/merged/model.safetensors`));
+    assert.deepEqual(ours.metadata, { format: "pt" });
+    assert.deepEqual(
+      headerNames(join(out, "model.safetensors")),
+      headerNames(fixture(`reference/${arch}/merged/model.safetensors`)),
+    );
+    for (const [name, t] of peft.tensors) {
+      const mine = ours.tensors.get(name);
+      assert.ok(mine, `${name} missing`);
+      assert.equal(mine.dtype, t.dtype, name);
+      assert.deepEqual(mine.shape, t.shape, name);
+      const a = decodeToFloat32(mine.data, mine.dtype, name);
+      const b = decodeToFloat32(t.data, t.dtype, name);
+      let worst = 0;
+      for (let i = 0; i < a.length; i++) worst = Math.max(worst, Math.abs(a[i] - b[i]));
+      assert.ok(worst <= 1e-6, `${name}: error ${worst}`);
+    }
+    for (const file of ["config.json", "generation_config.json"]) {
+      assert.equal(
+        readFileSync(join(out, file), "utf8"),
+        readFileSync(fixture(`reference/${arch}/model/${file}`), "utf8"),
+        file,
+      );
+    }
+
+    const model = loadModelFromDir(out, "auto");
+    const batch = referenceBatch(arch);
+    const ref = readJson<ReferenceAdapter>(`reference/${arch}/adapter.json`);
+    noGrad(() => {
+      const error = maxLogitError(logitsOf(model, batch), ref.merged.logits, batch.mask);
+      assert.ok(error <= 1e-4, `merged model logits error ${error}`);
+    });
+    endStep();
+  });
+}
+
+test("bf16 merge stays bf16", () => {
+  const modelDir = fixture("models/TinyStories-656K");
+  const adapterDir = fixture("reference/tinystories/adapter-final");
+  const out = join(scratch, "stories-merged");
+  const summary = mergeCheckpoint({ modelDir, adapterDir, outDir: out });
+  assert.equal(summary.mergedWeights, 8);
+  for (const file of ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"]) {
+    assert.ok(existsSync(join(out, file)), `${file} copied`);
+  }
+  const base = readSafetensors(join(modelDir, "model.safetensors")).tensors;
+  const merged = readSafetensors(join(out, "model.safetensors")).tensors;
+  const adapter = readSafetensors(join(adapterDir, "adapter_model.safetensors")).tensors;
+  assert.deepEqual([...merged.keys()], [...base.keys()]);
+  const name = "model.layers.1.self_attn.k_proj";
+  const w = base.get(`${name}.weight`);
+  const m = merged.get(`${name}.weight`);
+  const a = adapter.get(`base_model.model.${name}.lora_A.weight`);
+  const b = adapter.get(`base_model.model.${name}.lora_B.weight`);
+  assert.ok(w && m && a && b);
+  assert.equal(m.dtype, "BF16");
+  // Independent f32 merge, then rounding to bf16 (nearest even) by hand.
+  const expected = decodeToFloat32(w.data, w.dtype);
+  addLoraDelta(
+    expected,
+    "outIn",
+    128,
+    64,
+    {
+      A: decodeToFloat32(a.data, a.dtype),
+      B: decodeToFloat32(b.data, b.dtype),
+      r: 8,
+      scaling: 2,
+    },
+    1,
+  );
+  const got = new DataView(m.data.buffer, m.data.byteOffset, m.data.byteLength);
+  const bits = new Uint32Array(new Float32Array(expected).buffer);
+  for (let i = 0; i < expected.length; i++) {
+    const x = bits[i];
+    const rounded = (x + 0x7fff + ((x >>> 16) & 1)) >>> 16;
+    assert.equal(got.getUint16(i * 2, true), rounded & 0xffff, `element ${i}`);
+  }
+  assert.deepEqual(merged.get("model.norm.weight")?.data, base.get("model.norm.weight")?.data);
+});
+
+test("merge keeps a non-empty folder without --force", async () => {
+  const out = join(scratch, "occupied");
+  mkdirSync(out, { recursive: true });
+  writeFileSync(join(out, "keep.txt"), "mine");
+  const args = [
+    "--model",
+    fixture("reference/llama/model"),
+    "--adapter",
+    fixture("reference/llama/adapter"),
+    "--out",
+    out,
+  ];
+  await assert.rejects(runMerge(args), /is not empty; choose another --out or pass --force/);
+  assert.equal(readFileSync(join(out, "keep.txt"), "utf8"), "mine");
+  assert.equal(await runMerge([...args, "--force"]), 0);
+  assert.ok(!existsSync(join(out, "keep.txt")), "--force replaces the folder");
+  assert.ok(existsSync(join(out, "model.safetensors")));
+});
+
+test("failed merge leaves no output", () => {
+  const out = join(scratch, "never");
+  assert.throws(
+    () =>
+      mergeCheckpoint({
+        modelDir: fixture("reference/gpt2/model"),
+        adapterDir: fixture("reference/llama/adapter"),
+        outDir: out,
+      }),
+    /does not fit the model/,
+  );
+  assert.ok(!existsSync(out));
+});
