@@ -26,15 +26,16 @@ export interface Checkpoint {
   close(): void;
 }
 
-function readIndex(dir: string): Map<string, string> {
+/** Reads the weight_map of `dir`/model.safetensors.index.json: tensor name → shard file. */
+export function readShardIndex(dir: string): Map<string, string> {
   const path = join(dir, INDEX_FILE);
   let parsed: unknown;
   try {
     parsed = JSON.parse(readFileSync(path, "utf8"));
   } catch (err) {
     throw new Error(
-      `checkpoint: ${path}: cannot read the shard index (${(err as Error).message}); ` +
-        `re-download the checkpoint`,
+      `checkpoint: ${path}: cannot read the shard index (${(err as Error).message}). ` +
+        `Re-download the checkpoint`,
     );
   }
   const weightMap = (parsed as { weight_map?: unknown } | null)?.weight_map;
@@ -118,13 +119,13 @@ function openShards(
   files: Map<string, SafetensorsFile>,
   owner: Map<string, SafetensorsFile>,
 ): void {
-  const index = readIndex(dir);
+  const index = readShardIndex(dir);
   for (const shard of new Set(index.values())) {
     const path = join(dir, shard);
     if (!existsSync(path)) {
       throw new Error(
-        `checkpoint: shard ${shard} listed in ${join(dir, INDEX_FILE)} is missing; ` +
-          `download every shard of the checkpoint`,
+        `checkpoint: shard ${shard} listed in ${join(dir, INDEX_FILE)} is missing. ` +
+          `Download every shard of the checkpoint`,
       );
     }
     const file = SafetensorsFile.open(path);
@@ -133,8 +134,8 @@ function openShards(
       const other = owner.get(name);
       if (other) {
         throw new Error(
-          `checkpoint: tensor "${name}" is stored in both ${other.path} and ${path}; ` +
-            `re-download the checkpoint`,
+          `checkpoint: tensor "${name}" is stored in both ${other.path} and ${path}. ` +
+            `Re-download the checkpoint`,
         );
       }
       owner.set(name, file);
@@ -202,10 +203,10 @@ export function loadCheckpointTensors(dir: string): Map<string, RawTensor> {
 export const OPTIONAL_PREFIXES = ["model.", "transformer."] as const;
 
 /**
- * Returns the stored name of the first candidate found in `tensors`, trying each candidate as
- * given, without an optional prefix, and with one; returns null when none is stored. Hub
- * checkpoints of GPT-2 and BLOOM name weights "h.0.attn..." where a freshly saved model has
- * "transformer.h.0.attn...".
+ * Returns the stored name of the first candidate found in `tensors`, or null when none is
+ * stored. Each candidate is tried as given, then without its optional prefix, then with the
+ * other prefixes. Hub checkpoints of GPT-2 and BLOOM name weights "h.0.attn...", where a
+ * freshly saved model has "transformer.h.0.attn...".
  */
 export function resolveWeightName(
   tensors: { has(name: string): boolean },

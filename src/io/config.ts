@@ -88,8 +88,8 @@ export function readJsonObject(path: string, what: string): Json {
     parsed = JSON.parse(text);
   } catch (err) {
     throw new Error(
-      `${what}: ${path} is not valid JSON (${(err as Error).message}); ` +
-        `re-download it or fix the file`,
+      `${what}: ${path} is not valid JSON (${(err as Error).message}). ` +
+        `Re-download it or fix the file`,
     );
   }
   if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) {
@@ -202,8 +202,8 @@ function readRope(f: Fields): { theta: number | null; scaling: RopeScaling | nul
       (typeof value !== "object" || Array.isArray(value))
     ) {
       throw new Error(
-        `config: ${f.path}: field "${key}" must be an object, got ${JSON.stringify(value)}; ` +
-          `fix the file`,
+        `config: ${f.path}: field "${key}" must be an object, got ${JSON.stringify(value)}. ` +
+          `Fix the file`,
       );
     }
   }
@@ -218,8 +218,8 @@ function readRope(f: Fields): { theta: number | null; scaling: RopeScaling | nul
   if ((ropeType ?? "default") === "default" && factor === null) return { theta, scaling: null };
   if (ropeType === null) {
     throw new Error(
-      `config: ${f.path}: RoPE scaling has factor ${factor} but no "rope_type"; ` +
-        `add rope_type (linear, dynamic, llama3, yarn, ...)`,
+      `config: ${f.path}: RoPE scaling has factor ${factor} but no "rope_type". ` +
+        `Add rope_type (linear, dynamic, llama3, yarn, ...)`,
     );
   }
   const raw = { ...section };

@@ -112,8 +112,8 @@ export function decodeToFloat32(data: Uint8Array, dtype: string, what = "tensor"
     return out;
   }
   throw new Error(
-    `decodeToFloat32: ${what} has dtype ${dtype}, expected F32, F16 or BF16; ` +
-      `only floating-point weights can be converted to f32`,
+    `decodeToFloat32: ${what} has dtype ${dtype}, expected F32, F16 or BF16. ` +
+      `Only floating-point weights can be converted to f32`,
   );
 }
 

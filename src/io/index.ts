@@ -3,5 +3,6 @@ export * from "./atomic.js";
 export * from "./checkpoint.js";
 export * from "./config.js";
 export * from "./dtypes.js";
+export * from "./hub.js";
 export * from "./safetensors.js";
 export * from "./tokenizer.js";

@@ -220,7 +220,7 @@ export class SafetensorsFile {
     if (headerBig > BigInt(fileSize - 8)) {
       fail(
         path,
-        `header length ${headerBig} runs past the end of the file (${fileSize} bytes); ` +
+        `header length ${headerBig} runs past the end of the file (${fileSize} bytes), so ` +
           `the file is truncated or is not a safetensors file`,
       );
     }

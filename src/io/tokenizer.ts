@@ -42,7 +42,7 @@ function tokenContent(value: unknown): string | null {
   return null;
 }
 
-/** Returns the first entry of an id field that may be one integer or a list. */
+/** Returns the valid ids of a field that is one integer or a list. */
 function idList(value: unknown): number[] {
   const list = Array.isArray(value) ? value : [value];
   return list.filter((v): v is number => Number.isSafeInteger(v) && v >= 0);
@@ -151,8 +151,9 @@ export async function loadTokenizer(dir: string): Promise<TextTokenizer> {
     );
   }
 
-  // A token named in tokenizer_config.json or special_tokens_map.json wins over the id fields
-  // of generation_config.json and config.json, as in transformers.
+  // The token named in tokenizer_config.json or special_tokens_map.json comes first, because
+  // transformers' tokenizer.eos_token_id reads only those files. The id fields of
+  // generation_config.json and config.json are the fallbacks.
   const idOfSpecial = (key: string): number | null => {
     const content = tokenContent(config[key]) ?? tokenContent(specialMap[key]);
     return content === null ? null : (inner.token_to_id(content) ?? null);
