@@ -252,13 +252,13 @@ export function biasParamPaths(
   targets: readonly string[],
 ): string[] {
   if (config.bias === "none") return [];
-  if (config.bias === "all") {
-    return model
-      .namedParameters()
-      .map(([path]) => path)
-      .filter((path) => path.includes("bias"));
-  }
-  return targets.filter((path) => linearAt(model, path).bias !== null).map((p) => `${p}.bias`);
+  // A bias inside a modules_to_save module is saved with that module's copy instead.
+  const saved = modulesToSaveParams(model, config);
+  const candidates =
+    config.bias === "all"
+      ? model.namedParameters().map(([path]) => path)
+      : targets.filter((path) => linearAt(model, path).bias !== null).map((p) => `${p}.bias`);
+  return candidates.filter((path) => path.includes("bias") && !saved.has(path));
 }
 
 function trainedBiases(
