@@ -36,7 +36,7 @@ export const ADAPTER_CONFIG_FILE = "adapter_config.json";
 export const ADAPTER_WEIGHTS_FILE = "adapter_model.safetensors";
 
 export interface SaveAdapterOptions {
-  /** Which adapter to save (default: the active one). */
+  /** Name of the adapter to save (default: the active one). */
   adapterName?: string;
   /** base_model_name_or_path to record (default: the value in the adapter's config). */
   baseModelNameOrPath?: string | null;
@@ -93,7 +93,7 @@ export function readAdapterConfig(dir: string): LoraConfig {
   return parseAdapterConfig(readFileSync(path, "utf8"), path);
 }
 
-/** What the model expects of an adapter with `config`, and the target problems found. */
+/** Builds the expected adapter content for `config` and collects the target problems. */
 function expectedAdapter(
   model: LoraTargetModel,
   config: LoraConfig,
@@ -122,8 +122,8 @@ function expectedAdapter(
   const optionalParams = new Set<string>();
   for (const path of biasParamPaths(model, config, report.paths)) {
     params.set(path, shapes.get(path) ?? []);
-    // PEFT's save looks for "<path>.bias" beside the lora_ keys, but a wrapped layer's bias is
-    // "<path>.base_layer.bias", so PEFT files with bias "lora_only" carry no biases.
+    // PEFT 0.21's save looks for "<path>.bias" beside the lora_ keys, but a wrapped layer's bias
+    // is "<path>.base_layer.bias", so PEFT files with bias "lora_only" carry no biases.
     if (config.bias === "lora_only") optionalParams.add(path);
   }
   for (const [path, t] of modulesToSaveParams(model, config)) params.set(path, [...t.shape]);

@@ -1,8 +1,8 @@
-// Writing a merged checkpoint folder: the base model's safetensors with every adapted weight
-// replaced by W + scaling · B·A (computed in f32, stored in the weight's original dtype), trained
-// biases and modules_to_save tensors replaced by the adapter's values, and every other tensor
-// copied byte for byte. File names, tensor names, header order, metadata and the tied-embedding
-// convention are those of the source, so transformers and tslora load the result like the base.
+// Writing a merged checkpoint folder. Every adapted weight becomes W + scaling · B·A, computed
+// in f32 and stored in the weight's original dtype. Trained biases and modules_to_save tensors
+// take the adapter's values, and every other tensor is copied byte for byte. File names, tensor
+// names, header order, metadata and the tied-embedding convention stay those of the source, so
+// transformers and tslora load the result like the base model.
 import {
   copyFileSync,
   existsSync,

@@ -11,9 +11,9 @@ export interface ParameterCount {
 }
 
 /**
- * Counts the model's parameters as PEFT does: every distinct tensor once (tied weights once),
- * including every adapter's LoRA tensors and both the original and the copies of
- * modules_to_save modules; trainable ones are those that require a gradient.
+ * Counts the model's parameters as PEFT does. Every distinct tensor counts once (tied weights
+ * too), including every adapter's LoRA tensors and both the originals and the copies of
+ * modules_to_save modules. Trainable tensors are those that require a gradient.
  */
 export function countParameters(model: Module): ParameterCount {
   const tensors = new Set<Tensor>(model.namedParameters().map(([, t]) => t));
