@@ -407,5 +407,10 @@ export async function resolveModelDir(idOrPath: string, opts: HubOptions = {}): 
   const s = resolveHubSettings(opts);
   const { repo, revision } = parseRepoId(idOrPath);
   if (s.offline) return cachedSnapshot(s, repo, revision);
+  if (isCommitHash(revision)) {
+    // A snapshot at a fixed commit never changes, so a complete one needs no request.
+    const dir = snapshotDir(repoCacheDir(s.cacheDir, repo, "model"), revision);
+    if (existsSync(dir) && missingFromSnapshot(dir).length === 0) return dir;
+  }
   return downloadModel(s, repo, revision);
 }

@@ -5,6 +5,7 @@
 // header size against the file size, the JSON, every dtype and shape, and that the offsets tile
 // the data area exactly (sorted, no overlap, no gap). Tensors are read one at a time with
 // fs.readSync, so files larger than 2 GiB work and no mmap is needed.
+import { constants as bufferConstants } from "node:buffer";
 import { closeSync, fstatSync, openSync, readSync } from "node:fs";
 import { writeAll, writeFileAtomicWith } from "./atomic.js";
 import { SAFETENSORS_DTYPE_BYTES, isSafetensorsDType, type SafetensorsDType } from "./dtypes.js";
@@ -268,7 +269,16 @@ export class SafetensorsFile {
   read(name: string): RawTensor {
     const info = this.info(name);
     if (this.fd === null) fail(this.path, `read("${name}") after close()`, "Reopen the file");
-    const data = new Uint8Array(info.end - info.begin);
+    const bytes = info.end - info.begin;
+    if (bytes > bufferConstants.MAX_LENGTH) {
+      fail(
+        this.path,
+        `tensor "${name}" has ${bytes} bytes, more than the ${bufferConstants.MAX_LENGTH} bytes ` +
+          `one buffer can take in this Node.js`,
+        "Use a smaller model: its weights must also fit the 4 GiB wasm32 memory",
+      );
+    }
+    const data = new Uint8Array(bytes);
     readExactly(this.fd, data, this.dataStart + info.begin, this.path);
     return { name, dtype: info.dtype, shape: [...info.shape], data };
   }

@@ -36,6 +36,7 @@ const MAIN = "1".repeat(40);
 const V1 = "2".repeat(40);
 const SHARDED = "3".repeat(40);
 const DATA = "4".repeat(40);
+const PARQUET = "5".repeat(40);
 
 function tinyStoriesFiles(): Record<string, Buffer> {
   const names = [
@@ -95,7 +96,7 @@ before(async () => {
     {
       id: "tiny/squad",
       type: "dataset",
-      refs: { main: DATA },
+      refs: { main: DATA, "refs/convert/parquet": PARQUET },
       files: { "data/train.jsonl": '{"text": "a"}\n', "README.md": "# data" },
     },
   ]);
@@ -206,6 +207,9 @@ test("revision by branch and by commit", async () => {
   const byCommit = await resolveModelDir(`tiny/stories@${MAIN}`, options());
   assert.equal(byCommit, join(repoDir(), "snapshots", MAIN));
   assert.equal(existsSync(join(repoDir(), "refs", MAIN)), false, "a commit needs no ref");
+  server.requests.length = 0;
+  assert.equal(await resolveModelDir(`tiny/stories@${MAIN}`, options()), byCommit);
+  assert.equal(server.requests.length, 0, "a complete snapshot at a commit needs no request");
   // Both snapshots share the blobs, because the files are identical.
   assert.equal(walk(join(repoDir(), "blobs")).length, 6);
 });
@@ -402,6 +406,27 @@ test("dataset files use the datasets layout", async () => {
     "data/train.jsonl",
     "README.md",
   ]);
+});
+
+test("revision with slashes is encoded", async () => {
+  const revision = "refs/convert/parquet";
+  const path = await downloadFile({
+    repo: "tiny/squad",
+    repoType: "dataset",
+    revision,
+    file: "README.md",
+    ...options(),
+  });
+  const repo = join(cacheDir, "datasets--tiny--squad");
+  assert.equal(path, join(repo, "snapshots", PARQUET, "README.md"));
+  assert.equal(readFileSync(join(repo, "refs", "refs", "convert", "parquet"), "utf8"), PARQUET);
+  assert.ok(
+    server.requests.some(
+      (r) => r.path === "/datasets/tiny/squad/resolve/refs%2Fconvert%2Fparquet/README.md",
+    ),
+  );
+  const files = await listRepoFiles("tiny/squad", { repoType: "dataset", revision, ...options() });
+  assert.deepEqual(files, ["data/train.jsonl", "README.md"]);
 });
 
 test("progress reports reach the total", async () => {
