@@ -1,0 +1,92 @@
+// One entry point for every dataset source: a SQuAD .json file, a .jsonl file, a .parquet file,
+// a folder with one file per split (train.jsonl, valid.jsonl, ... as mlx-lm lays them out), or
+// a Hub dataset id.
+import { existsSync, readdirSync, statSync } from "node:fs";
+import { extname, join } from "node:path";
+import {
+  datasetFromRows,
+  loadHubDataset,
+  type HubDatasetOptions,
+  type LoadedDataset,
+} from "./hub-dataset.js";
+import { readJsonl } from "./jsonl.js";
+import { readParquetRows } from "./parquet.js";
+import { readSquad, squadSamples } from "./squad.js";
+
+export interface LoadDatasetOptions extends HubDatasetOptions {
+  /** JSONL: a field whose equal values keep lines on the same side of the validation split. */
+  groupField?: string;
+  /** JSONL: read lines as template fields instead of text, prompt/completion or messages. */
+  fields?: boolean;
+}
+
+// Split names and the file names they may have in a folder; "valid" is mlx-lm's name.
+const SPLIT_ALIASES: Record<string, string[]> = {
+  train: ["train"],
+  validation: ["validation", "valid", "dev"],
+  valid: ["valid", "validation", "dev"],
+  test: ["test"],
+};
+
+function splitFileInFolder(dir: string, split: string): string {
+  const names = SPLIT_ALIASES[split] ?? [split];
+  const present = readdirSync(dir);
+  for (const name of names) {
+    for (const extension of [".jsonl", ".json", ".parquet"]) {
+      if (present.includes(name + extension)) return join(dir, name + extension);
+    }
+  }
+  throw new Error(
+    `loadDataset: no file for split "${split}" in ${dir} (looked for ` +
+      `${names.map((n) => `${n}.jsonl, ${n}.json, ${n}.parquet`).join(", ")}); files: ` +
+      `${present.join(", ") || "(none)"}`,
+  );
+}
+
+async function loadFile(path: string, options: LoadDatasetOptions): Promise<LoadedDataset> {
+  const extension = extname(path).toLowerCase();
+  if (extension === ".json") {
+    const questions = readSquad(path);
+    const { samples, skippedImpossible } = squadSamples(questions, options);
+    return { samples, format: "squad", questions, skippedImpossible, files: [path] };
+  }
+  if (extension === ".jsonl") {
+    const { samples, format } = readJsonl(path, options);
+    return {
+      samples,
+      format: `jsonl-${format}`,
+      questions: null,
+      skippedImpossible: 0,
+      files: [path],
+    };
+  }
+  if (extension === ".parquet") {
+    return { ...datasetFromRows(await readParquetRows(path), path, options), files: [path] };
+  }
+  throw new Error(
+    `loadDataset: ${path}: unknown file type "${extension}"; expected .json (SQuAD), .jsonl or .parquet`,
+  );
+}
+
+/**
+ * Loads one split of a dataset from a file, a folder or the Hub. A file is read whole whatever
+ * the split; a folder and a Hub id are searched for the split (default "train").
+ */
+export async function loadDataset(
+  source: string,
+  options: LoadDatasetOptions = {},
+): Promise<LoadedDataset> {
+  if (existsSync(source)) {
+    const path = statSync(source).isDirectory()
+      ? splitFileInFolder(source, options.split ?? "train")
+      : source;
+    return loadFile(path, options);
+  }
+  if (/^[\w.-]+\/[\w.-]+(@.+)?$/.test(source) && !/\.(jsonl?|parquet)$/.test(source)) {
+    return loadHubDataset(source, options);
+  }
+  throw new Error(
+    `loadDataset: ${JSON.stringify(source)} is neither an existing file or folder nor a Hub ` +
+      `dataset id ("owner/name"); check the path`,
+  );
+}
