@@ -147,9 +147,9 @@ export function deleteAdapter(model: Module, name: string): void {
 }
 
 /**
- * Returns the active adapter's trainable tensors under the names PEFT saves them with
- * (base_model.model.<path>.lora_A.weight, ...), in file order. These are the tensors to give
- * the optimizer.
+ * Returns an adapter's tensors (default: the active adapter's) under the names PEFT saves them
+ * with (base_model.model.<path>.lora_A.weight, ...): LoRA matrices in module order, then trained
+ * biases, then modules_to_save copies. These are the tensors to give the optimizer.
  */
 export function trainableParameters(model: Module, name?: string): [string, Tensor][] {
   const state = loraState(model, "trainableParameters");

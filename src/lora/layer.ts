@@ -72,13 +72,4 @@ export class LoraLinear implements LinearHook {
     const h = scale(linear(input, w.A, null, "outIn"), w.scaling); // [N.., R]
     return linear(h, w.B, null, "outIn"); // [N.., O]
   }
-
-  /** Lists this layer's LoRA tensors under PEFT's module-relative names. */
-  namedParameters(): [string, Tensor][] {
-    const out: [string, Tensor][] = [];
-    for (const [name, w] of this.adapters) {
-      out.push([`lora_A.${name}.weight`, w.A], [`lora_B.${name}.weight`, w.B]);
-    }
-    return out;
-  }
 }
