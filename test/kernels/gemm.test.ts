@@ -109,6 +109,8 @@ test("gemm matches reference on odd shapes", () => {
 test("gemm handles blocks past NC and KC", () => {
   checkCase({ m: 6, n: 1030, k: 3 });
   checkCase({ m: 9, n: 1030, k: 260, transB: true, dtype: "bf16" });
+  checkCase({ m: 11, n: 20, k: 1100, transA: true });
+  checkCase({ m: 11, n: 20, k: 1100, accumulate: true, dtype: "f16" });
 });
 
 test("gemv path matches reference for M 1 to 4", () => {
@@ -125,6 +127,9 @@ test("gemv path matches reference for M 1 to 4", () => {
         }
       }
     }
+    // More columns than one axpy block of 512.
+    checkCase({ m: 2, n: 1100, k: 13, dtype });
+    checkCase({ m: 1, n: 1100, k: 13, dtype, transB: true });
   }
 });
 

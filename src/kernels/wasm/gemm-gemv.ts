@@ -6,12 +6,15 @@
 // such as nn.Linear), where each C value is a SIMD dot product; and "axpy" when a row of B is
 // contiguous (bCol == 1, a [K, N] weight), where C rows accumulate scaled rows of B. Each C value
 // is summed in an order fixed by k alone, so thread count and column grouping do not change it.
+//
+// 16-bit weights are decoded 8 at a time into their even and odd elements (a shift or a mask per
+// vector, cheaper than unpacking halves). The dot path reads A in the same permuted order; the
+// axpy path keeps its sums permuted and restores the column order when it writes C.
 import {
-  bf16x4ToF32,
   DTYPE_BF16,
   DTYPE_F16,
   DTYPE_F32,
-  f16x4ToF32,
+  f16BitsToF32,
   loadAsF32,
   madd,
 } from "./gemm-pack";
@@ -19,12 +22,14 @@ import {
 /** Largest M that takes the GEMV path. */
 export const GEMV_MAX_M: i32 = 4;
 
-// Columns per axpy strip: eight f32x4 accumulators.
-const STRIP: i32 = 32;
+// Columns per axpy block: the block's sums (M x 512 f32) and four rows of B stay in L1.
+const AXPY_BLOCK: i32 = 512;
 
-/** Returns the scratch bytes the GEMV path needs for inner dimension k (the packed A rows). */
+/** Returns the scratch bytes the GEMV path needs for inner dimension k. */
 export function gemvScratchBytes(k: i32): usize {
-  return (<usize>(GEMV_MAX_M * k) << 2) + 64;
+  const packedA = <usize>(GEMV_MAX_M * k) << 2;
+  const sums = <usize>(GEMV_MAX_M * AXPY_BLOCK) << 2;
+  return packedA + sums + 64;
 }
 
 /** Computes C[0:m, j0:j1] of one batch item; `work` is this thread's scratch. */
@@ -46,53 +51,67 @@ export function gemvRange(
   accumulate: i32,
   work: usize,
 ): void {
-  // Contiguous copies of the A rows: row r at work + r * k * 4.
+  const packedA = work;
+  const dot = bRow == 1;
+  // The dot path pairs A with even/odd-decoded 16-bit weights, so A takes the same order.
+  packRows(a, aRow, aCol, m, k, dot && bType != DTYPE_F32, packedA);
+  if (dot) {
+    if (bType == DTYPE_F32) gemvDotF32(packedA, b, bCol, c, cRow, cCol, m, j0, j1, k, accumulate);
+    else if (bType == DTYPE_BF16) gemvDotBf16(packedA, b, bCol, c, cRow, cCol, m, j0, j1, k, accumulate);
+    else gemvDotF16(packedA, b, bCol, c, cRow, cCol, m, j0, j1, k, accumulate);
+    return;
+  }
+  // The sums follow the packed A rows, rounded up to 64 bytes.
+  const sums = (work + (<usize>(GEMV_MAX_M * k) << 2) + 63) & ~(<usize>63);
+  for (let jb = j0; jb < j1; jb += AXPY_BLOCK) {
+    const width = min(AXPY_BLOCK, j1 - jb);
+    memory.fill(sums, 0, <usize>(m * AXPY_BLOCK) << 2);
+    if (bType == DTYPE_F32) axpyBlockF32(packedA, b, bRow, m, jb, width, k, sums);
+    else if (bType == DTYPE_BF16) axpyBlockBf16(packedA, b, bRow, m, jb, width, k, sums);
+    else axpyBlockF16(packedA, b, bRow, m, jb, width, k, sums);
+    writeSums(sums, bType != DTYPE_F32, c, cRow, cCol, m, jb, width, accumulate);
+  }
+}
+
+// Copies the m rows of A to dst as contiguous rows of k, in groups of 8 reordered to elements
+// 0, 2, 4, 6, 1, 3, 5, 7 when `evenOdd` is set (a last partial group keeps its order).
+function packRows(a: usize, aRow: i32, aCol: i32, m: i32, k: i32, evenOdd: bool, dst: usize): void {
+  const full = evenOdd ? k & ~7 : 0;
   for (let r = 0; r < m; r++) {
-    const dst = work + ((<usize>r * <usize>k) << 2);
-    const src = a + ((<usize>r * <usize>aRow) << 2);
-    if (aCol == 1) {
-      memory.copy(dst, src, <usize>k << 2);
-    } else {
-      for (let kk = 0; kk < k; kk++) {
-        store<f32>(dst + (<usize>kk << 2), load<f32>(src + ((<usize>kk * <usize>aCol) << 2)));
-      }
+    const out = dst + ((<usize>r * <usize>k) << 2);
+    const row = a + ((<usize>r * <usize>aRow) << 2);
+    const step = <usize>aCol;
+    for (let kk = 0; kk < full; kk++) {
+      const group = kk & ~7;
+      const lane = kk & 7;
+      const source = group + (lane < 4 ? lane * 2 : (lane - 4) * 2 + 1);
+      store<f32>(out + (<usize>kk << 2), load<f32>(row + ((<usize>source * step) << 2)));
+    }
+    for (let kk = full; kk < k; kk++) {
+      store<f32>(out + (<usize>kk << 2), load<f32>(row + ((<usize>kk * step) << 2)));
     }
   }
-  if (bRow == 1) {
-    if (bType == DTYPE_F32) gemvDotF32(work, b, bCol, c, cRow, cCol, m, j0, j1, k, accumulate);
-    else if (bType == DTYPE_BF16) gemvDotBf16(work, b, bCol, c, cRow, cCol, m, j0, j1, k, accumulate);
-    else gemvDotF16(work, b, bCol, c, cRow, cCol, m, j0, j1, k, accumulate);
-  } else {
-    if (bType == DTYPE_F32) gemvAxpyF32(work, b, bRow, c, cRow, cCol, m, j0, j1, k, accumulate);
-    else if (bType == DTYPE_BF16) gemvAxpyBf16(work, b, bRow, c, cRow, cCol, m, j0, j1, k, accumulate);
-    else gemvAxpyF16(work, b, bRow, c, cRow, cCol, m, j0, j1, k, accumulate);
-  }
 }
 
-// Loads the 8 elements of B at element `index` from `base` as two f32x4 (low and high half).
+// The first 4 of 8 weights at element `index`: elements 0-3 for f32, the even ones for 16-bit.
 @inline
-function loadLow8(base: usize, index: usize, dtype: i32): v128 {
+function loadFirst8(base: usize, index: usize, dtype: i32): v128 {
   if (dtype == DTYPE_F32) return v128.load(base + (index << 2));
   const v = v128.load(base + (index << 1));
-  return dtype == DTYPE_BF16 ? bf16x4ToF32(v, false) : f16x4ToF32(v, false);
+  if (dtype == DTYPE_BF16) return i32x4.shl(v, 16);
+  return f16BitsToF32(v128.and(v, i32x4.splat(0xffff)));
 }
 
+// The other 4: elements 4-7 for f32, the odd ones for 16-bit.
 @inline
-function loadHigh8(base: usize, index: usize, dtype: i32): v128 {
+function loadSecond8(base: usize, index: usize, dtype: i32): v128 {
   if (dtype == DTYPE_F32) return v128.load(base + (index << 2), 16);
   const v = v128.load(base + (index << 1));
-  return dtype == DTYPE_BF16 ? bf16x4ToF32(v, true) : f16x4ToF32(v, true);
+  if (dtype == DTYPE_BF16) return v128.and(v, i32x4.splat(0xffff0000));
+  return f16BitsToF32(i32x4.shr_u(v, 16));
 }
 
-// Loads 4 consecutive elements of B as f32x4.
-@inline
-function load4(base: usize, index: usize, dtype: i32): v128 {
-  if (dtype == DTYPE_F32) return v128.load(base + (index << 2));
-  const v = v128.load64_zero(base + (index << 1));
-  return dtype == DTYPE_BF16 ? bf16x4ToF32(v, false) : f16x4ToF32(v, false);
-}
-
-// Loads one element of B into lane 0 of an otherwise zero f32x4.
+// One weight in lane 0 of an otherwise zero vector.
 @inline
 function load1(base: usize, index: usize, dtype: i32): v128 {
   return f32x4.replace_lane(f32x4.splat(0), 0, loadAsF32(base, index, dtype));
@@ -148,14 +167,14 @@ function gemvDot(
         const alo = v128.load(ar + (<usize>kk << 2));
         const ahi = v128.load(ar + (<usize>kk << 2), 16);
         const i = <usize>kk;
-        s0lo = madd(alo, loadLow8(b, col0 + i, dtype), s0lo);
-        s0hi = madd(ahi, loadHigh8(b, col0 + i, dtype), s0hi);
-        s1lo = madd(alo, loadLow8(b, col1 + i, dtype), s1lo);
-        s1hi = madd(ahi, loadHigh8(b, col1 + i, dtype), s1hi);
-        s2lo = madd(alo, loadLow8(b, col2 + i, dtype), s2lo);
-        s2hi = madd(ahi, loadHigh8(b, col2 + i, dtype), s2hi);
-        s3lo = madd(alo, loadLow8(b, col3 + i, dtype), s3lo);
-        s3hi = madd(ahi, loadHigh8(b, col3 + i, dtype), s3hi);
+        s0lo = madd(alo, loadFirst8(b, col0 + i, dtype), s0lo);
+        s0hi = madd(ahi, loadSecond8(b, col0 + i, dtype), s0hi);
+        s1lo = madd(alo, loadFirst8(b, col1 + i, dtype), s1lo);
+        s1hi = madd(ahi, loadSecond8(b, col1 + i, dtype), s1hi);
+        s2lo = madd(alo, loadFirst8(b, col2 + i, dtype), s2lo);
+        s2hi = madd(ahi, loadSecond8(b, col2 + i, dtype), s2hi);
+        s3lo = madd(alo, loadFirst8(b, col3 + i, dtype), s3lo);
+        s3hi = madd(ahi, loadSecond8(b, col3 + i, dtype), s3hi);
       }
       for (; kk < k; kk++) {
         const av = v128.load32_zero(ar + (<usize>kk << 2));
@@ -181,41 +200,10 @@ function gemvDot(
   }
 }
 
-function gemvDotF32(pa: usize, b: usize, bCol: i32, c: usize, cRow: i32, cCol: i32, m: i32, j0: i32, j1: i32, k: i32, acc: i32): void {
-  gemvDot(pa, b, bCol, DTYPE_F32, c, cRow, cCol, m, j0, j1, k, acc);
-}
-
-function gemvDotBf16(pa: usize, b: usize, bCol: i32, c: usize, cRow: i32, cCol: i32, m: i32, j0: i32, j1: i32, k: i32, acc: i32): void {
-  gemvDot(pa, b, bCol, DTYPE_BF16, c, cRow, cCol, m, j0, j1, k, acc);
-}
-
-function gemvDotF16(pa: usize, b: usize, bCol: i32, c: usize, cRow: i32, cCol: i32, m: i32, j0: i32, j1: i32, k: i32, acc: i32): void {
-  gemvDot(pa, b, bCol, DTYPE_F16, c, cRow, cCol, m, j0, j1, k, acc);
-}
-
-// Stores or adds f32x4 `v` at C element `index`, lanes `step` elements apart; only `lanes` of
-// them when the strip ends early.
-@inline
-function storeC4(c: usize, index: usize, step: usize, v: v128, lanes: i32, accumulate: i32): void {
-  if (lanes == 4 && step == 1) {
-    const dst = c + (index << 2);
-    v128.store(dst, accumulate ? f32x4.add(v128.load(dst), v) : v);
-    return;
-  }
-  storeC(c, index, f32x4.extract_lane(v, 0), accumulate);
-  if (lanes > 1) storeC(c, index + step, f32x4.extract_lane(v, 1), accumulate);
-  if (lanes > 2) storeC(c, index + 2 * step, f32x4.extract_lane(v, 2), accumulate);
-  if (lanes > 3) storeC(c, index + 3 * step, f32x4.extract_lane(v, 3), accumulate);
-}
-
-// C row r += sum over k of A(r, k) * B row k, for rows of B contiguous in j: strips of STRIP
-// columns in registers, then strips of 4, then one last partial strip built lane by lane.
-@inline
-function gemvAxpy(
+function gemvDotF32(
   packedA: usize,
   b: usize,
-  bRow: i32,
-  dtype: i32,
+  bCol: i32,
   c: usize,
   cRow: i32,
   cCol: i32,
@@ -225,75 +213,173 @@ function gemvAxpy(
   k: i32,
   accumulate: i32,
 ): void {
+  gemvDot(packedA, b, bCol, DTYPE_F32, c, cRow, cCol, m, j0, j1, k, accumulate);
+}
+
+function gemvDotBf16(
+  packedA: usize,
+  b: usize,
+  bCol: i32,
+  c: usize,
+  cRow: i32,
+  cCol: i32,
+  m: i32,
+  j0: i32,
+  j1: i32,
+  k: i32,
+  accumulate: i32,
+): void {
+  gemvDot(packedA, b, bCol, DTYPE_BF16, c, cRow, cCol, m, j0, j1, k, accumulate);
+}
+
+function gemvDotF16(
+  packedA: usize,
+  b: usize,
+  bCol: i32,
+  c: usize,
+  cRow: i32,
+  cCol: i32,
+  m: i32,
+  j0: i32,
+  j1: i32,
+  k: i32,
+  accumulate: i32,
+): void {
+  gemvDot(packedA, b, bCol, DTYPE_F16, c, cRow, cCol, m, j0, j1, k, accumulate);
+}
+
+// Adds A(r, k) * B(k, jb + q) over all k to sums[r * AXPY_BLOCK + q'] for q < width, where q'
+// permutes each full group of 8 columns like loadFirst8/loadSecond8. Four rows of B per pass,
+// applied one after another to each sum, so the k order is the same as one row at a time.
+@inline
+function axpyBlock(
+  packedA: usize,
+  b: usize,
+  bRow: i32,
+  dtype: i32,
+  m: i32,
+  jb: i32,
+  width: i32,
+  k: i32,
+  sums: usize,
+): void {
+  const full = width & ~7;
   const rowStep = <usize>bRow;
-  const step = <usize>cCol;
-  for (let r = 0; r < m; r++) {
-    const ar = packedA + ((<usize>r * <usize>k) << 2);
-    const cr = <usize>r * <usize>cRow;
-    let j = j0;
-    for (; j + STRIP <= j1; j += STRIP) {
-      let s0 = f32x4.splat(0);
-      let s1 = f32x4.splat(0);
-      let s2 = f32x4.splat(0);
-      let s3 = f32x4.splat(0);
-      let s4 = f32x4.splat(0);
-      let s5 = f32x4.splat(0);
-      let s6 = f32x4.splat(0);
-      let s7 = f32x4.splat(0);
-      let index = <usize>j;
-      for (let kk = 0; kk < k; kk++) {
-        const av = v128.load32_splat(ar + (<usize>kk << 2));
-        s0 = madd(av, loadLow8(b, index, dtype), s0);
-        s1 = madd(av, loadHigh8(b, index, dtype), s1);
-        s2 = madd(av, loadLow8(b, index + 8, dtype), s2);
-        s3 = madd(av, loadHigh8(b, index + 8, dtype), s3);
-        s4 = madd(av, loadLow8(b, index + 16, dtype), s4);
-        s5 = madd(av, loadHigh8(b, index + 16, dtype), s5);
-        s6 = madd(av, loadLow8(b, index + 24, dtype), s6);
-        s7 = madd(av, loadHigh8(b, index + 24, dtype), s7);
-        index += rowStep;
+  let kk = 0;
+  for (; kk + 4 <= k; kk += 4) {
+    const row0 = <usize>kk * rowStep + <usize>jb;
+    for (let r = 0; r < m; r++) {
+      const ar = packedA + ((<usize>(r * k + kk)) << 2);
+      const a0 = v128.load32_splat(ar);
+      const a1 = v128.load32_splat(ar, 4);
+      const a2 = v128.load32_splat(ar, 8);
+      const a3 = v128.load32_splat(ar, 12);
+      const sr = sums + (<usize>(r * AXPY_BLOCK) << 2);
+      for (let q = 0; q < full; q += 8) {
+        const i = row0 + <usize>q;
+        const s = sr + (<usize>q << 2);
+        let lo = v128.load(s);
+        let hi = v128.load(s, 16);
+        lo = madd(a0, loadFirst8(b, i, dtype), lo);
+        hi = madd(a0, loadSecond8(b, i, dtype), hi);
+        lo = madd(a1, loadFirst8(b, i + rowStep, dtype), lo);
+        hi = madd(a1, loadSecond8(b, i + rowStep, dtype), hi);
+        lo = madd(a2, loadFirst8(b, i + 2 * rowStep, dtype), lo);
+        hi = madd(a2, loadSecond8(b, i + 2 * rowStep, dtype), hi);
+        lo = madd(a3, loadFirst8(b, i + 3 * rowStep, dtype), lo);
+        hi = madd(a3, loadSecond8(b, i + 3 * rowStep, dtype), hi);
+        v128.store(s, lo);
+        v128.store(s, hi, 16);
       }
-      const out = cr + <usize>j * step;
-      storeC4(c, out, step, s0, 4, accumulate);
-      storeC4(c, out + 4 * step, step, s1, 4, accumulate);
-      storeC4(c, out + 8 * step, step, s2, 4, accumulate);
-      storeC4(c, out + 12 * step, step, s3, 4, accumulate);
-      storeC4(c, out + 16 * step, step, s4, 4, accumulate);
-      storeC4(c, out + 20 * step, step, s5, 4, accumulate);
-      storeC4(c, out + 24 * step, step, s6, 4, accumulate);
-      storeC4(c, out + 28 * step, step, s7, 4, accumulate);
+      for (let q = full; q < width; q++) {
+        const i = row0 + <usize>q;
+        const s = sr + (<usize>q << 2);
+        let v = v128.load32_zero(s);
+        v = madd(a0, load1(b, i, dtype), v);
+        v = madd(a1, load1(b, i + rowStep, dtype), v);
+        v = madd(a2, load1(b, i + 2 * rowStep, dtype), v);
+        v = madd(a3, load1(b, i + 3 * rowStep, dtype), v);
+        store<f32>(s, f32x4.extract_lane(v, 0));
+      }
     }
-    for (; j < j1; j += 4) {
-      const lanes = min(4, j1 - j);
-      let s = f32x4.splat(0);
-      let index = <usize>j;
-      for (let kk = 0; kk < k; kk++) {
-        const av = v128.load32_splat(ar + (<usize>kk << 2));
-        let bv: v128;
-        if (lanes == 4) {
-          bv = load4(b, index, dtype);
-        } else {
-          bv = f32x4.splat(0);
-          bv = f32x4.replace_lane(bv, 0, loadAsF32(b, index, dtype));
-          if (lanes > 1) bv = f32x4.replace_lane(bv, 1, loadAsF32(b, index + 1, dtype));
-          if (lanes > 2) bv = f32x4.replace_lane(bv, 2, loadAsF32(b, index + 2, dtype));
-        }
-        s = madd(av, bv, s);
-        index += rowStep;
+  }
+  for (; kk < k; kk++) {
+    const row = <usize>kk * rowStep + <usize>jb;
+    for (let r = 0; r < m; r++) {
+      const av = v128.load32_splat(packedA + ((<usize>(r * k + kk)) << 2));
+      const sr = sums + (<usize>(r * AXPY_BLOCK) << 2);
+      for (let q = 0; q < full; q += 8) {
+        const s = sr + (<usize>q << 2);
+        v128.store(s, madd(av, loadFirst8(b, row + <usize>q, dtype), v128.load(s)));
+        v128.store(s, madd(av, loadSecond8(b, row + <usize>q, dtype), v128.load(s, 16)), 16);
       }
-      storeC4(c, cr + <usize>j * step, step, s, lanes, accumulate);
+      for (let q = full; q < width; q++) {
+        const s = sr + (<usize>q << 2);
+        const v = madd(av, load1(b, row + <usize>q, dtype), v128.load32_zero(s));
+        store<f32>(s, f32x4.extract_lane(v, 0));
+      }
     }
   }
 }
 
-function gemvAxpyF32(pa: usize, b: usize, bRow: i32, c: usize, cRow: i32, cCol: i32, m: i32, j0: i32, j1: i32, k: i32, acc: i32): void {
-  gemvAxpy(pa, b, bRow, DTYPE_F32, c, cRow, cCol, m, j0, j1, k, acc);
+function axpyBlockF32(a: usize, b: usize, bRow: i32, m: i32, jb: i32, w: i32, k: i32, sums: usize): void {
+  axpyBlock(a, b, bRow, DTYPE_F32, m, jb, w, k, sums);
 }
 
-function gemvAxpyBf16(pa: usize, b: usize, bRow: i32, c: usize, cRow: i32, cCol: i32, m: i32, j0: i32, j1: i32, k: i32, acc: i32): void {
-  gemvAxpy(pa, b, bRow, DTYPE_BF16, c, cRow, cCol, m, j0, j1, k, acc);
+function axpyBlockBf16(a: usize, b: usize, bRow: i32, m: i32, jb: i32, w: i32, k: i32, sums: usize): void {
+  axpyBlock(a, b, bRow, DTYPE_BF16, m, jb, w, k, sums);
 }
 
-function gemvAxpyF16(pa: usize, b: usize, bRow: i32, c: usize, cRow: i32, cCol: i32, m: i32, j0: i32, j1: i32, k: i32, acc: i32): void {
-  gemvAxpy(pa, b, bRow, DTYPE_F16, c, cRow, cCol, m, j0, j1, k, acc);
+function axpyBlockF16(a: usize, b: usize, bRow: i32, m: i32, jb: i32, w: i32, k: i32, sums: usize): void {
+  axpyBlock(a, b, bRow, DTYPE_F16, m, jb, w, k, sums);
+}
+
+// Writes the sums of one axpy block to C[0:m, jb:jb+width], undoing the even/odd order of full
+// groups of 8 when `evenOdd` is set.
+function writeSums(
+  sums: usize,
+  evenOdd: bool,
+  c: usize,
+  cRow: i32,
+  cCol: i32,
+  m: i32,
+  jb: i32,
+  width: i32,
+  accumulate: i32,
+): void {
+  const full = width & ~7;
+  const step = <usize>cCol;
+  for (let r = 0; r < m; r++) {
+    const sr = sums + (<usize>(r * AXPY_BLOCK) << 2);
+    const cr = <usize>r * <usize>cRow;
+    for (let q = 0; q < full; q += 8) {
+      let first = v128.load(sr + (<usize>q << 2));
+      let second = v128.load(sr + (<usize>q << 2), 16);
+      if (evenOdd) {
+        const even = first;
+        first = i32x4.shuffle(even, second, 0, 4, 1, 5);
+        second = i32x4.shuffle(even, second, 2, 6, 3, 7);
+      }
+      const index = cr + <usize>(jb + q) * step;
+      storeC4(c, index, step, first, accumulate);
+      storeC4(c, index + 4 * step, step, second, accumulate);
+    }
+    for (let q = full; q < width; q++) {
+      storeC(c, cr + <usize>(jb + q) * step, load<f32>(sr + (<usize>q << 2)), accumulate);
+    }
+  }
+}
+
+// Stores or adds the 4 lanes of `v` at C element `index`, lanes `step` elements apart.
+@inline
+function storeC4(c: usize, index: usize, step: usize, v: v128, accumulate: i32): void {
+  if (step == 1) {
+    const dst = c + (index << 2);
+    v128.store(dst, accumulate ? f32x4.add(v128.load(dst), v) : v);
+    return;
+  }
+  storeC(c, index, f32x4.extract_lane(v, 0), accumulate);
+  storeC(c, index + step, f32x4.extract_lane(v, 1), accumulate);
+  storeC(c, index + 2 * step, f32x4.extract_lane(v, 2), accumulate);
+  storeC(c, index + 3 * step, f32x4.extract_lane(v, 3), accumulate);
 }

@@ -65,7 +65,12 @@ export function bf16x4ToF32(v: v128, high: bool): v128 {
 /** Decodes the low (`high` false) or high four f16 lanes of `v` to f32x4 (see f16ToF32). */
 @inline
 export function f16x4ToF32(v: v128, high: bool): v128 {
-  const h = high ? i32x4.extend_high_i16x8_u(v) : i32x4.extend_low_i16x8_u(v);
+  return f16BitsToF32(high ? i32x4.extend_high_i16x8_u(v) : i32x4.extend_low_i16x8_u(v));
+}
+
+/** Decodes four f16 values held in the low 16 bits of each i32 lane (high bits zero). */
+@inline
+export function f16BitsToF32(h: v128): v128 {
   const magnitude = i32x4.shl(v128.and(h, i32x4.splat(0x7fff)), 13);
   const sign = i32x4.shl(v128.and(h, i32x4.splat(0x8000)), 16);
   const scaled = f32x4.mul(magnitude, f32x4.splat(F16_EXPONENT_SCALE));
@@ -92,6 +97,10 @@ export function packA(
   for (let p = 0; p < mc; p += MR) {
     const rows = min(MR, mc - p);
     const panel = dst + ((<usize>p * <usize>kc) << 2);
+    if (rows == MR && aCol == 1) {
+      packAPanelRowMajor(a + ((<usize>(i0 + p) * <usize>aRow + <usize>k0) << 2), aRow, kc, panel);
+      continue;
+    }
     if (rows < MR) memory.fill(panel, 0, <usize>(kc * MR) << 2);
     for (let r = 0; r < rows; r++) {
       let src = a + ((<usize>(i0 + p + r) * <usize>aRow + <usize>k0 * <usize>aCol) << 2);
@@ -104,6 +113,47 @@ export function packA(
       }
     }
   }
+}
+
+// One full A panel from MR = 4 rows that are contiguous in k: 4 x 4 blocks, transposed.
+function packAPanelRowMajor(src: usize, aRow: i32, kc: i32, panel: usize): void {
+  const rowBytes = <usize>aRow << 2;
+  let k = 0;
+  for (; k + 4 <= kc; k += 4) {
+    const at = src + (<usize>k << 2);
+    transpose4Store(
+      v128.load(at),
+      v128.load(at + rowBytes),
+      v128.load(at + 2 * rowBytes),
+      v128.load(at + 3 * rowBytes),
+      panel + (<usize>k << 4),
+      16,
+    );
+  }
+  for (; k < kc; k++) {
+    const at = src + (<usize>k << 2);
+    const out = panel + (<usize>k << 4);
+    store<f32>(out, load<f32>(at));
+    store<f32>(out, load<f32>(at + rowBytes), 4);
+    store<f32>(out, load<f32>(at + 2 * rowBytes), 8);
+    store<f32>(out, load<f32>(at + 3 * rowBytes), 12);
+  }
+}
+
+/**
+ * Transposes the 4 x 4 block whose rows are r0..r3 and stores its rows (the columns of the
+ * input) at out, out + step, out + 2 * step and out + 3 * step.
+ */
+@inline
+function transpose4Store(r0: v128, r1: v128, r2: v128, r3: v128, out: usize, step: usize): void {
+  const lo01 = i32x4.shuffle(r0, r1, 0, 4, 1, 5);
+  const hi01 = i32x4.shuffle(r0, r1, 2, 6, 3, 7);
+  const lo23 = i32x4.shuffle(r2, r3, 0, 4, 1, 5);
+  const hi23 = i32x4.shuffle(r2, r3, 2, 6, 3, 7);
+  v128.store(out, i64x2.shuffle(lo01, lo23, 0, 2));
+  v128.store(out + step, i64x2.shuffle(lo01, lo23, 1, 3));
+  v128.store(out + 2 * step, i64x2.shuffle(hi01, hi23, 0, 2));
+  v128.store(out + 3 * step, i64x2.shuffle(hi01, hi23, 1, 3));
 }
 
 /**
@@ -127,6 +177,12 @@ export function packB(
     const panel = dst + ((<usize>q * <usize>kc) << 2);
     if (cols == NR && bCol == 1) {
       packBRowsContiguous(b, bRow, dtype, k0, kc, j0 + q, panel);
+      continue;
+    }
+    if (cols == NR && bRow == 1) {
+      if (dtype == DTYPE_F32) packBColumnsContiguous(b, bCol, DTYPE_F32, k0, kc, j0 + q, panel);
+      else if (dtype == DTYPE_BF16) packBColumnsContiguous(b, bCol, DTYPE_BF16, k0, kc, j0 + q, panel);
+      else packBColumnsContiguous(b, bCol, DTYPE_F16, k0, kc, j0 + q, panel);
       continue;
     }
     if (cols < NR) memory.fill(panel, 0, <usize>(kc * NR) << 2);
@@ -178,6 +234,58 @@ function packBRowsContiguous(
       v128.store(out, f16x4ToF32(v, true), 16);
       index += rowStep;
       out += 32;
+    }
+  }
+}
+
+// Loads 4 consecutive elements of an array of the given dtype code as f32x4.
+@inline
+export function load4AsF32(base: usize, index: usize, dtype: i32): v128 {
+  if (dtype == DTYPE_F32) return v128.load(base + (index << 2));
+  const v = v128.load64_zero(base + (index << 1));
+  return dtype == DTYPE_BF16 ? bf16x4ToF32(v, false) : f16x4ToF32(v, false);
+}
+
+// One full panel when a column of B is contiguous ([N, K] row-major, read transposed): 4 k at a
+// time from each of the NR = 8 columns, transposed in two 4 x 4 blocks.
+@inline
+function packBColumnsContiguous(
+  b: usize,
+  bCol: i32,
+  dtype: i32,
+  k0: i32,
+  kc: i32,
+  j: i32,
+  panel: usize,
+): void {
+  const colStep = <usize>bCol;
+  const first = <usize>j * colStep + <usize>k0;
+  let k = 0;
+  for (; k + 4 <= kc; k += 4) {
+    const index = first + <usize>k;
+    const out = panel + (<usize>k << 5);
+    transpose4Store(
+      load4AsF32(b, index, dtype),
+      load4AsF32(b, index + colStep, dtype),
+      load4AsF32(b, index + 2 * colStep, dtype),
+      load4AsF32(b, index + 3 * colStep, dtype),
+      out,
+      32,
+    );
+    transpose4Store(
+      load4AsF32(b, index + 4 * colStep, dtype),
+      load4AsF32(b, index + 5 * colStep, dtype),
+      load4AsF32(b, index + 6 * colStep, dtype),
+      load4AsF32(b, index + 7 * colStep, dtype),
+      out + 16,
+      32,
+    );
+  }
+  for (; k < kc; k++) {
+    const index = first + <usize>k;
+    const out = panel + (<usize>k << 5);
+    for (let c = 0; c < NR; c++) {
+      store<f32>(out + (<usize>c << 2), loadAsF32(b, index + <usize>c * colStep, dtype));
     }
   }
 }

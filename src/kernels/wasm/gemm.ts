@@ -13,7 +13,7 @@ import { partEnd, partStart } from "./split";
 import { madd, MR, NR, packA, packB } from "./gemm-pack";
 import { gemvRange, GEMV_MAX_M, gemvScratchBytes } from "./gemm-gemv";
 
-const KC: i32 = 256;
+const KC: i32 = 512;
 const MC: i32 = 128;
 const NC: i32 = 1024;
 

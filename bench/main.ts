@@ -1,0 +1,47 @@
+// Entry of `npm run bench`: node dist/bench/main.js [job...] [--json]. Runs the named jobs (all
+// of them when none is named) and prints one line per measurement, or a JSON array with --json.
+import { getRuntime } from "../src/kernels/runtime.js";
+import type { BenchJob, BenchResult } from "./job.js";
+
+// One line per job: its name and the module that exports it as `job`.
+const JOBS: Record<string, () => Promise<{ job: BenchJob }>> = {
+  gemm: () => import("./gemm.js"),
+};
+
+function usage(): string {
+  return `usage: node dist/bench/main.js [job...] [--json]\njobs: ${Object.keys(JOBS).join(", ")}`;
+}
+
+async function main(argv: string[]): Promise<number> {
+  const json = argv.includes("--json");
+  if (argv.includes("--help") || argv.includes("-h")) {
+    console.log(usage());
+    return 0;
+  }
+  const names = argv.filter((a) => !a.startsWith("--"));
+  const unknown = names.filter((n) => !(n in JOBS));
+  if (unknown.length > 0) {
+    console.error(`bench: unknown job ${unknown.join(", ")}\n${usage()}`);
+    return 2;
+  }
+  const selected = names.length > 0 ? names : Object.keys(JOBS);
+  const simd = getRuntime().simd;
+  const results: BenchResult[] = [];
+  if (!json) console.log(`bench: kernels built with ${simd}, node ${process.version}`);
+  for (const name of selected) {
+    const { job } = await JOBS[name]();
+    for (const result of await job.run()) {
+      results.push({ ...result, job: name });
+      if (!json) console.log(formatResult(result));
+    }
+  }
+  if (json) console.log(JSON.stringify({ simd, node: process.version, results }, null, 2));
+  return 0;
+}
+
+function formatResult(r: BenchResult): string {
+  const value = r.value >= 100 ? r.value.toFixed(0) : r.value.toFixed(1);
+  return `${r.name.padEnd(56)} ${value.padStart(8)} ${r.unit}${r.note ? `  (${r.note})` : ""}`;
+}
+
+process.exitCode = await main(process.argv.slice(2));
