@@ -96,7 +96,10 @@ test("bf16 merge stays bf16", () => {
   const m = merged.get(`${name}.weight`);
   const a = adapter.get(`base_model.model.${name}.lora_A.weight`);
   const b = adapter.get(`base_model.model.${name}.lora_B.weight`);
-  assert.ok(w && m && a && b);
+  assert.ok(w, "base weight");
+  assert.ok(m, "merged weight");
+  assert.ok(a, "lora_A");
+  assert.ok(b, "lora_B");
   assert.equal(m.dtype, "BF16");
   // Independent f32 merge, then rounding to bf16 (nearest even) by hand.
   const expected = decodeToFloat32(w.data, w.dtype);
