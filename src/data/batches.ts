@@ -1,9 +1,9 @@
 // Batches of tokenized examples, right-padded to the longest example of the batch.
 // Dimension legend: B batch size, T tokens of the longest example (after rounding up).
 //
-// With shuffling, each epoch's order is a function of (seed, epoch) alone: the examples are
-// shuffled, cut into windows of `bucketBatches` batches, sorted by length inside each window (so
-// a batch holds similar lengths and little padding), cut into batches, and the batches are
+// With shuffling, each epoch's order depends on (seed, epoch) alone. The examples are shuffled
+// and cut into windows of `bucketBatches` batches. Each window is sorted by length, so a batch
+// contains similar lengths and little padding, and cut into batches. Then the batches are
 // shuffled. A position (epoch, index) therefore restores the exact stream on resume.
 import { createRandom, shuffleInPlace } from "./random.js";
 import { IGNORE_INDEX, type TokenizedExample } from "./tokenize.js";

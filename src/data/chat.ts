@@ -51,8 +51,8 @@ export class ChatRenderer {
   /**
    * Renders a conversation and finds each assistant turn as the text that rendering the turn
    * adds after the generation prompt of the messages before it. This needs a template whose
-   * rendering of the first k messages is a prefix of the whole rendering, which holds for the
-   * common templates; a template that rewrites earlier turns is rejected.
+   * rendering of the first k messages is a prefix of the whole rendering, as ChatML and
+   * Llama-2-style templates are. A template that rewrites earlier turns is rejected.
    */
   renderWithSpans(messages: readonly ChatMessage[], origin: string): RenderedChat {
     const text = this.render(messages);

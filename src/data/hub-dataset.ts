@@ -15,7 +15,7 @@ import {
 import { squadSamples, type SquadQuestion } from "./squad.js";
 import type { Sample } from "./types.js";
 
-/** The Hub's revision that holds its automatic Parquet conversion of a dataset. */
+/** The Hub's revision that contains its automatic Parquet conversion of a dataset. */
 export const PARQUET_REVISION = "refs/convert/parquet";
 
 /** The two Hub calls the reader needs; the io hub client by default, replaceable in tests. */

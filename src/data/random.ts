@@ -1,6 +1,6 @@
-// Seeded random numbers for shuffles and splits, so a run with the same seed sees the same data
-// order. SplitMix32: a Weyl sequence (golden-ratio increment) passed through an integer
-// finaliser; the state is one 32-bit number.
+// Seeded random numbers for shuffles and splits, so a run with the same seed gets the same data
+// order. The generator is a Weyl sequence (golden-ratio increment) passed through a 32-bit
+// xor-shift-multiply hash. Its state is one 32-bit number.
 
 export type Random = () => number;
 

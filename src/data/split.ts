@@ -1,6 +1,6 @@
 // Train/validation split by group: every sample of a group (a SQuAD article, a JSONL line or a
-// value of a group field) lands on the same side, so validation never sees text that training
-// saw in a sibling question.
+// value of a group field) lands on the same side. Validation then never scores a paragraph that
+// training used for a sibling question.
 import { createRandom, shuffleInPlace } from "./random.js";
 
 export interface SplitOptions {
@@ -11,7 +11,7 @@ export interface SplitOptions {
 
 /**
  * Splits items into train and validation by their `group`. Groups are shuffled with the seed and
- * moved to validation until it holds at least the requested share of the items (and at least
+ * moved to validation until it contains at least the requested share of the items (and at least
  * one group); each side keeps the original order. Throws when there are fewer than two groups.
  */
 export function splitByGroup<T extends { group: string }>(

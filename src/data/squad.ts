@@ -48,7 +48,9 @@ function field(
         ? typeof value === "object" && value !== null && !Array.isArray(value)
         : typeof value === kind;
   if (!ok) {
-    const expected = kind === "array" ? "an array" : kind === "object" ? "an object" : `a ${kind}`;
+    let expected = `a ${kind}`;
+    if (kind === "array") expected = "an array";
+    if (kind === "object") expected = "an object";
     if (value === undefined) {
       throw new Error(`readSquad: ${file}: ${path}.${key} is missing (expected ${expected})`);
     }

@@ -14,7 +14,7 @@ export interface PromptTemplate {
   fields: string[];
   /** The field shortened when an example is longer than the maximum length, if any. */
   truncateField: string | null;
-  /** Which end of the truncated field is cut when no answer position is known. */
+  /** The end of the truncated field that is cut when no answer position is known. */
   truncateSide: "left" | "right";
 }
 

@@ -20,7 +20,8 @@ test("readJsonl reads the WikiSQL text lines", () => {
   assert.equal(samples.length, 1000);
   const first = samples[0];
   assert.equal(first.kind, "text");
-  assert.ok(first.kind === "text" && first.text.startsWith("table: 1-1000181-1\ncolumns:"));
+  assert.ok(first.kind === "text");
+  assert.ok(first.text.startsWith("table: 1-1000181-1\ncolumns:"));
   assert.equal(first.group, "line 1");
   assert.match(first.origin, /train\.jsonl:1$/);
   assert.match(samples[999].origin, /train\.jsonl:1000$/);

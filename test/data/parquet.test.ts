@@ -235,7 +235,7 @@ test("split files are chosen by name", () => {
   ]);
 });
 
-/** A client over a map of revision → files, recording every call. */
+/** Creates a client over a map of revision → files that records every call. */
 function fakeClient(revisions: Record<string, Record<string, string>>) {
   const calls: string[] = [];
   const client: HubDatasetClient = {
