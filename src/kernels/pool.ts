@@ -82,10 +82,9 @@ export class KernelPool {
       throw new Error(`thread count must be a whole number of at least 1 (got ${threads})`);
     }
     while (this.workers.length < threads - 1) this.startWorker(this.workers.length + 1);
-    if (this.workers.length > threads - 1) {
-      this.stopWorkers();
-      while (this.workers.length < threads - 1) this.startWorker(this.workers.length + 1);
-    }
+    // Surplus workers stay alive: a job runs only on tids below its thread count, so they sit
+    // idle. Stopping and restarting them raced with a worker that had not yet seen the exit
+    // command: it then ran the next job as well and the pending count never reached 0.
     this.threadCount = threads;
   }
 
