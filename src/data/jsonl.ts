@@ -99,7 +99,7 @@ export function parseJsonl(
   const samples: Sample[] = [];
   let format: JsonlFormat | null = options.fields ? "fields" : null;
   let formatLine = 0;
-  const lines = text.split("\n");
+  const lines = text.replace(/^\uFEFF/, "").split("\n");
 
   for (let i = 0; i < lines.length; i++) {
     const line = lines[i].replace(/\r$/, "");

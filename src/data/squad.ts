@@ -92,7 +92,8 @@ function readAnswers(
 export function parseSquad(text: string, file: string): SquadQuestion[] {
   let json: unknown;
   try {
-    json = JSON.parse(text);
+    // A UTF-8 byte order mark, which some editors write, is not valid JSON.
+    json = JSON.parse(text.replace(/^\uFEFF/, ""));
   } catch (error) {
     throw new Error(`readSquad: ${file}: invalid JSON (${(error as Error).message})`);
   }

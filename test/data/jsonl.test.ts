@@ -61,6 +61,14 @@ test("readJsonl reads prompt/completion and messages", () => {
   });
 });
 
+test("readJsonl skips a byte order mark", () => {
+  const path = join(tmp, "bom.jsonl");
+  writeFileSync(path, '\uFEFF{"text": "a"}\r\n{"text": "b"}\r\n');
+  const { samples } = readJsonl(path);
+  assert.equal(samples.length, 2);
+  assert.equal(samples[1].kind === "text" && samples[1].text, "b");
+});
+
 test("readJsonl groups by a field", () => {
   const path = writeLines("groups.jsonl", [
     JSON.stringify({ text: "a", doc: "x" }),

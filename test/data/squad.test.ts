@@ -128,4 +128,5 @@ test("readSquad errors name the JSON path", () => {
     assert.throws(() => readSquad(path), pattern, name);
   }
   assert.equal(readSquad(writeJson("good.json", good)).length, 1);
+  assert.equal(readSquad(writeJson("bom.json", "\uFEFF" + JSON.stringify(good))).length, 1);
 });
