@@ -85,15 +85,11 @@ function noExistPath(repoDir: string, commit: string, file: string): string {
   return join(repoDir, ".no_exist", commit, file);
 }
 
-/** Records that `file` does not exist at `commit`, so that offline runs need not ask again. */
+/** Records that `file` does not exist at `commit`, as huggingface_hub does for offline runs. */
 export function markMissing(repoDir: string, commit: string, file: string): void {
   const path = noExistPath(repoDir, commit, file);
   mkdirSync(dirname(path), { recursive: true });
   writeFileSync(path, "");
-}
-
-export function isMarkedMissing(repoDir: string, commit: string, file: string): boolean {
-  return existsSync(noExistPath(repoDir, commit, file));
 }
 
 /** Returns the snapshot path of `file` if it is cached and its blob is present, else null. */

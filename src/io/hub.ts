@@ -12,7 +12,6 @@ import {
   cachedCommit,
   cachedFile,
   isCommitHash,
-  isMarkedMissing,
   linkSnapshotFile,
   listSnapshotFiles,
   markMissing,
@@ -184,8 +183,6 @@ interface FetchRequest {
   file: string;
   /** The commit, when the caller already resolved it: the URL then pins that commit. */
   commit?: string;
-  /** Returns null instead of throwing when the file does not exist in the repository. */
-  optional?: boolean;
 }
 
 function warnStaleCache(context: string, err: unknown): void {
@@ -196,7 +193,7 @@ function warnStaleCache(context: string, err: unknown): void {
 }
 
 /** Returns the cached path of one file, downloading it unless it is already cached. */
-async function fetchFile(s: HubSettings, req: FetchRequest): Promise<string | null> {
+async function fetchFile(s: HubSettings, req: FetchRequest): Promise<string> {
   const repoDir = repoCacheDir(s.cacheDir, req.repo, req.repoType);
   const context = `hub: ${req.repo}@${req.revision}: ${req.file}`;
   const knownCommit = req.commit ?? cachedCommit(repoDir, req.revision);
@@ -204,7 +201,6 @@ async function fetchFile(s: HubSettings, req: FetchRequest): Promise<string | nu
 
   if (s.offline) {
     if (cached) return cached;
-    if (req.optional && knownCommit && isMarkedMissing(repoDir, knownCommit, req.file)) return null;
     throw offlineError(req.repo, req.revision, repoDir, req.file);
   }
   // A file at a fixed commit never changes, so a cached copy needs no request.
@@ -215,10 +211,6 @@ async function fetchFile(s: HubSettings, req: FetchRequest): Promise<string | nu
   try {
     meta = await fetchFileMetadata(url, s.transfer, context);
   } catch (err) {
-    if (err instanceof HubError && err.kind === "not-found" && req.optional) {
-      if (req.commit) markMissing(repoDir, req.commit, req.file);
-      return null;
-    }
     if (err instanceof HubError && err.kind === "network" && cached) {
       warnStaleCache(context, err);
       return cached;
@@ -261,13 +253,7 @@ export async function downloadFile(
         `repository, such as "config.json" or "data/train.jsonl"`,
     );
   }
-  const path = await fetchFile(s, {
-    repo,
-    repoType: opts.repoType ?? "model",
-    revision,
-    file: opts.file,
-  });
-  return path as string;
+  return fetchFile(s, { repo, repoType: opts.repoType ?? "model", revision, file: opts.file });
 }
 
 /** Lists the files of a repository at a revision (from the cache when offline). */
@@ -367,6 +353,7 @@ async function downloadModel(s: HubSettings, repo: string, revision: string): Pr
   const request = { repo, repoType: "model" as const, revision, commit: info.sha };
   const repoDir = repoCacheDir(s.cacheDir, repo, "model");
   for (const file of MODEL_FILES) {
+    // huggingface_hub reads the .no_exist markers offline to know a file is absent.
     if (available.has(file)) await fetchFile(s, { ...request, file });
     else markMissing(repoDir, info.sha, file);
   }

@@ -197,7 +197,14 @@ export class SafetensorsFile {
 
   /** Opens `path` and validates its header; throws a descriptive error for a corrupt file. */
   static open(path: string): SafetensorsFile {
-    const fd = openSync(path, "r");
+    let fd: number;
+    try {
+      fd = openSync(path, "r");
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code !== "ENOENT") throw err;
+      fail(path, "file not found", "Check the path, or download the checkpoint again");
+    }
     try {
       const { metadata, tensors, dataStart } = SafetensorsFile.readHeader(path, fd);
       return new SafetensorsFile(path, fd, metadata, tensors, dataStart);

@@ -169,6 +169,10 @@ test("header length past end of file", () => {
       () => SafetensorsFile.open(path),
       /long-header\.safetensors: header length 1000000 runs past the end of the file \(10 bytes\)/,
     );
+    assert.throws(
+      () => SafetensorsFile.open(join(dir, "absent.safetensors")),
+      /absent\.safetensors: file not found\. Check the path/,
+    );
     const tiny = join(dir, "tiny.safetensors");
     writeFileSync(tiny, "abc");
     assert.throws(() => SafetensorsFile.open(tiny), /file has 3 bytes, expected at least 8/);
