@@ -268,6 +268,14 @@ export class ExampleTokenizer {
       sample.messages,
       sample.origin,
     );
+    if (this.maskPrompt && assistantSpans.length === 0) {
+      const roles = [...new Set(sample.messages.map((message) => message.role))].join(", ");
+      throw new Error(
+        `${sample.origin}: the conversation has no message with role "assistant" (roles: ` +
+          `${roles}), so prompt masking leaves nothing to learn; add an assistant turn or turn ` +
+          `off prompt masking`,
+      );
+    }
     const ids = this.withEos(encode(text));
     const labels = Int32Array.from(ids);
     if (this.maskPrompt) {

@@ -153,6 +153,23 @@ test("chat truncation cuts the end or drops", () => {
   );
 });
 
+test("chat without assistant turn is rejected", () => {
+  const messages = [
+    { role: "human", content: "hi" },
+    { role: "gpt", content: "hello" },
+  ];
+  assert.throws(
+    () => tokenizeSamples([chatSample(messages)], gpt2, { maxLength: 512, chatTemplate: CHATML }),
+    /chat\.jsonl:1: the conversation has no message with role "assistant" \(roles: human, gpt\)/,
+  );
+  const unmasked = tokenizeSamples([chatSample(messages)], gpt2, {
+    maxLength: 512,
+    chatTemplate: CHATML,
+    maskPrompt: false,
+  });
+  assert.equal(unmasked.report.examples, 1);
+});
+
 test("chat requires a chat template", () => {
   assert.equal(gpt2.chatTemplate, null);
   assert.throws(
