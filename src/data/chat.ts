@@ -55,7 +55,14 @@ export class ChatRenderer {
    * Llama-2-style templates are. A template that rewrites earlier turns is rejected.
    */
   renderWithSpans(messages: readonly ChatMessage[], origin: string): RenderedChat {
-    const text = this.render(messages);
+    let text: string;
+    try {
+      text = this.render(messages);
+    } catch (error) {
+      // Templates reject conversations they cannot format (e.g. roles out of order) by
+      // calling raise_exception.
+      throw new Error(`${origin}: the chat template failed (${(error as Error).message})`);
+    }
     const assistantSpans: [number, number][] = [];
     for (let i = 0; i < messages.length; i++) {
       if (messages[i].role !== "assistant") continue;

@@ -170,6 +170,25 @@ test("chat without assistant turn is rejected", () => {
   assert.equal(unmasked.report.examples, 1);
 });
 
+test("chat template errors name the sample", () => {
+  const strict =
+    "{% for m in messages %}{% if m.role == 'system' %}" +
+    "{{ raise_exception('System messages are not supported') }}{% endif %}{{ m.content }}{% endfor %}";
+  assert.throws(
+    () =>
+      tokenizeSamples([chatSample(conversation)], gpt2, { maxLength: 512, chatTemplate: strict }),
+    /chat\.jsonl:1: the chat template failed \(.*System messages are not supported/,
+  );
+  assert.throws(
+    () =>
+      tokenizeSamples([chatSample(conversation)], gpt2, {
+        maxLength: 512,
+        chatTemplate: "{% for %}",
+      }),
+    /the chat template is invalid Jinja/,
+  );
+});
+
 test("chat requires a chat template", () => {
   assert.equal(gpt2.chatTemplate, null);
   assert.throws(
