@@ -1,7 +1,12 @@
 // The engine's public surface: tensors, autodiff and ops.
 export { Tensor, endStep, type DType, type Shape, type TensorOptions } from "./tensor.js";
 export { backward, noGrad, withGrad, zeroGrad, isGradEnabled } from "./tape.js";
-export { addSame } from "./ops/add.js";
+export { add, addSame, sub, mul, scale, sum, mean } from "./ops/elementwise.js";
+export { broadcastShapes, reduceToShape } from "./ops/broadcast.js";
+export { reshape, transpose, slice, concat } from "./ops/layout.js";
+export { embedding } from "./ops/embedding.js";
+export { rmsNorm, layerNorm } from "./ops/norm.js";
+export { gelu, silu, swiglu } from "./ops/activation.js";
 export { linear, matmul, type MatmulOptions } from "./ops/matmul.js";
 export { softmax } from "./ops/softmax.js";
 export { attention, type AttentionOptions } from "./ops/attention.js";
