@@ -1,5 +1,6 @@
 // Entry of `npm run bench`: node dist/bench/main.js [job...] [--json]. Runs the named jobs (all
 // of them when none is named) and prints one line per measurement, or a JSON array with --json.
+import { loadavg } from "node:os";
 import { getRuntime } from "../src/kernels/runtime.js";
 import type { BenchJob, BenchResult } from "./job.js";
 
@@ -27,7 +28,11 @@ async function main(argv: string[]): Promise<number> {
   const selected = names.length > 0 ? names : Object.keys(JOBS);
   const simd = getRuntime().simd;
   const results: BenchResult[] = [];
-  if (!json) console.log(`bench: kernels built with ${simd}, node ${process.version}`);
+  // Other processes on the machine slow every measurement down; the load average shows how much.
+  const load = loadavg()[0];
+  if (!json) {
+    console.log(`bench: ${simd} kernels, node ${process.version}, load average ${load.toFixed(1)}`);
+  }
   for (const name of selected) {
     const { job } = await JOBS[name]();
     for (const result of await job.run()) {
@@ -35,7 +40,10 @@ async function main(argv: string[]): Promise<number> {
       if (!json) console.log(formatResult(result));
     }
   }
-  if (json) console.log(JSON.stringify({ simd, node: process.version, results }, null, 2));
+  if (json) {
+    const loadAverage = load;
+    console.log(JSON.stringify({ simd, node: process.version, loadAverage, results }, null, 2));
+  }
   return 0;
 }
 

@@ -133,13 +133,17 @@ function ensureScratch(k: number, threads: number): Scratch {
 
 // Threads of the pool that have run the warm-up (workers are started in tid order).
 let warmedThreads = 0;
-const WARMUP_MAX_MS = 400;
+// Warm-up calls: at least WARMUP_MIN_CALLS of WARMUP_ROUNDS rounds, at most WARMUP_MAX_MS. With
+// V8 11.3 (Node 20) every GEMM function had been recompiled by its optimising tier after 10.
 const WARMUP_ROUNDS = 4;
+const WARMUP_MIN_CALLS = 12;
+const WARMUP_MAX_MS = 400;
 
 /**
  * Runs small GEMMs on every pool thread until their speed stops improving, so that V8 has
- * compiled the kernels with its optimising tier before real work arrives. Called by the first
- * gemm() on a pool, and again when the pool gains threads.
+ * compiled the kernels with its optimising tier before real work arrives. V8 first runs wasm
+ * with its baseline compiler, at a fifth of the optimised speed, and a call in progress never
+ * switches to new code. Called by the first gemm() on a pool, and again when it gains threads.
  */
 export function warmUpGemm(pool: KernelPool = getPool()): void {
   if (warmedThreads >= pool.threads) return;
@@ -147,9 +151,9 @@ export function warmUpGemm(pool: KernelPool = getPool()): void {
   const start = performance.now();
   let best = Infinity;
   let stalled = 0;
-  // Optimised code arrives from a background compile, so repeat until a few rounds in a row
-  // are no faster than the best one, within a time limit.
-  while (stalled < 3 && performance.now() - start < WARMUP_MAX_MS) {
+  // The optimised code arrives from a background compile, so after the minimum, repeat until a
+  // few calls in a row are no faster than the best one.
+  for (let call = 0; performance.now() - start < WARMUP_MAX_MS; call++) {
     const t0 = performance.now();
     pool.run("gemmWarmup", [s.offset, s.stride, WARMUP_ROUNDS]);
     const elapsed = performance.now() - t0;
@@ -159,6 +163,7 @@ export function warmUpGemm(pool: KernelPool = getPool()): void {
     } else {
       stalled++;
     }
+    if (call + 1 >= WARMUP_MIN_CALLS && stalled >= 3) break;
   }
   warmedThreads = pool.threads;
 }

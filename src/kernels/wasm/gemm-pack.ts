@@ -101,6 +101,15 @@ export function packA(
       packAPanelRowMajor(a + ((<usize>(i0 + p) * <usize>aRow + <usize>k0) << 2), aRow, kc, panel);
       continue;
     }
+    if (rows == MR && aRow == 1) {
+      // A read transposed: the MR values of one k are contiguous.
+      let src = a + ((<usize>(i0 + p) + <usize>k0 * <usize>aCol) << 2);
+      for (let k = 0; k < kc; k++) {
+        v128.store(panel + (<usize>k << 4), v128.load(src));
+        src += <usize>aCol << 2;
+      }
+      continue;
+    }
     if (rows < MR) memory.fill(panel, 0, <usize>(kc * MR) << 2);
     for (let r = 0; r < rows; r++) {
       let src = a + ((<usize>(i0 + p + r) * <usize>aRow + <usize>k0 * <usize>aCol) << 2);

@@ -256,9 +256,10 @@ export function gemmWarmup(scratch: usize, scratchStride: usize, rounds: i32, ti
       for (let transposed = 0; transposed < 2; transposed++) {
         const bRow = transposed ? 1 : s;
         const bCol = transposed ? s : 1;
-        gemmRange(a, s, 1, b, bRow, bCol, dtype, c, s, 1, 0, s, 0, s, s, round & 1, work);
-        gemvRange(a, s, 1, b, bRow, bCol, dtype, c, s, 1, 1, 0, s, s, 0, work);
-        gemvRange(a, s, 1, b, bRow, bCol, dtype, c, s, 1, 3, 0, s - 3, s, 1, work);
+        // Through the exported entry, as real calls go: M = s (packed GEMM), 1 and 3 (GEMV).
+        gemm(a, s, 1, 0, b, bRow, bCol, 0, dtype, c, s, 1, 0, s, s, s, 1, round & 1, work, 0, 0, 1);
+        gemm(a, s, 1, 0, b, bRow, bCol, 0, dtype, c, s, 1, 0, 1, s, s, 1, 0, work, 0, 0, 1);
+        gemm(a, s, 1, 0, b, bRow, bCol, 0, dtype, c, s, 1, 0, 3, s - 3, s, 1, 1, work, 0, 0, 1);
       }
     }
   }
