@@ -9,6 +9,16 @@ import { constants as bufferConstants } from "node:buffer";
 import { closeSync, fstatSync, openSync, readSync } from "node:fs";
 import { writeAll, writeFileAtomicWith } from "./atomic.js";
 import { SAFETENSORS_DTYPE_BYTES, isSafetensorsDType, type SafetensorsDType } from "./dtypes.js";
+import {
+  type TensorInfo,
+  elementCount,
+  fail,
+  knownDTypes,
+  parseHeader,
+  MAX_HEADER_BYTES,
+} from "./safetensors-header.js";
+
+export { type TensorInfo, elementCount } from "./safetensors-header.js";
 
 /** A tensor as stored in a file: dtype name, shape and little-endian bytes. */
 export interface RawTensor {
@@ -16,15 +26,6 @@ export interface RawTensor {
   dtype: SafetensorsDType;
   shape: number[];
   data: Uint8Array;
-}
-
-/** A header entry after validation; `begin`/`end` are byte offsets into the data area. */
-export interface TensorInfo {
-  name: string;
-  dtype: SafetensorsDType;
-  shape: number[];
-  begin: number;
-  end: number;
 }
 
 /** The tensor to write: `data` must hold exactly shape-product × dtype-size bytes. */
@@ -35,23 +36,8 @@ export interface TensorToWrite {
   data: Uint8Array;
 }
 
-// The Rust safetensors crate rejects headers above 100 MB; a larger N means a corrupt file.
-const MAX_HEADER_BYTES = 100_000_000;
 // fs.readSync reads at most 2 GiB - 1 bytes per call.
 const READ_CHUNK_BYTES = 1 << 30;
-const FIX_CORRUPT = "Re-download the file or save it again with a safetensors writer";
-
-function fail(path: string, message: string, fix = FIX_CORRUPT): never {
-  throw new Error(`safetensors: ${path}: ${message}. ${fix}`);
-}
-
-function knownDTypes(): string {
-  return Object.keys(SAFETENSORS_DTYPE_BYTES).join(", ");
-}
-
-function isPlainObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === "object" && value !== null && !Array.isArray(value);
-}
 
 function readExactly(fd: number, target: Uint8Array, position: number, path: string): void {
   let done = 0;
@@ -62,109 +48,6 @@ function readExactly(fd: number, target: Uint8Array, position: number, path: str
       fail(path, `unexpected end of file at byte ${position + done}, expected ${length} more`);
     }
     done += n;
-  }
-}
-
-/** Returns the number of elements of a shape; the caller has checked the dimensions. */
-export function elementCount(shape: readonly number[]): number {
-  let n = 1;
-  for (const d of shape) n *= d;
-  return n;
-}
-
-function parseEntry(path: string, name: string, value: unknown): TensorInfo {
-  const where = `tensor "${name}"`;
-  if (!isPlainObject(value)) {
-    fail(path, `${where}: header entry must be an object, got ${JSON.stringify(value)}`);
-  }
-  const { dtype, shape, data_offsets: offsets } = value;
-  if (typeof dtype !== "string") {
-    fail(path, `${where}: "dtype" must be a string, got ${JSON.stringify(dtype)}`);
-  }
-  if (!isSafetensorsDType(dtype)) {
-    fail(
-      path,
-      `${where}: unknown dtype "${dtype}", expected one of ${knownDTypes()}`,
-      "Convert the tensor to a supported dtype (F32, F16 or BF16 for weights) and save again",
-    );
-  }
-  if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
-    fail(path, `${where}: "shape" must be a list of integers >= 0, got ${JSON.stringify(shape)}`);
-  }
-  if (
-    !Array.isArray(offsets) ||
-    offsets.length !== 2 ||
-    !offsets.every((o) => Number.isSafeInteger(o) && o >= 0) ||
-    offsets[0] > offsets[1]
-  ) {
-    fail(
-      path,
-      `${where}: "data_offsets" must be [begin, end] with 0 <= begin <= end, ` +
-        `got ${JSON.stringify(offsets)}`,
-    );
-  }
-  const info: TensorInfo = { name, dtype, shape, begin: offsets[0], end: offsets[1] };
-  const expected = elementCount(shape) * SAFETENSORS_DTYPE_BYTES[dtype];
-  if (info.end - info.begin !== expected) {
-    fail(
-      path,
-      `${where}: shape [${shape.join(", ")}] of ${dtype} needs ${expected} bytes, ` +
-        `but data_offsets [${info.begin}, ${info.end}] span ${info.end - info.begin}`,
-    );
-  }
-  return info;
-}
-
-function parseMetadata(path: string, value: unknown): Record<string, string> {
-  if (!isPlainObject(value)) {
-    fail(path, `"__metadata__" must be an object of strings, got ${JSON.stringify(value)}`);
-  }
-  for (const [key, v] of Object.entries(value)) {
-    if (typeof v !== "string") {
-      fail(path, `"__metadata__"."${key}" must be a string, got ${JSON.stringify(v)}`);
-    }
-  }
-  return value as Record<string, string>;
-}
-
-/** Checks that the entries, sorted by offset, tile [0, dataBytes) with no gap and no overlap. */
-function checkOffsets(path: string, infos: TensorInfo[], dataBytes: number): void {
-  const sorted = [...infos].sort((a, b) => a.begin - b.begin || a.end - b.end);
-  let previous: TensorInfo | null = null;
-  let position = 0;
-  for (const info of sorted) {
-    const range = `data_offsets [${info.begin}, ${info.end}]`;
-    if (info.begin < position && previous) {
-      fail(
-        path,
-        `tensor "${info.name}": ${range} overlap tensor "${previous.name}" ` +
-          `[${previous.begin}, ${previous.end}]`,
-      );
-    }
-    if (info.begin > position) {
-      const after = previous ? `after tensor "${previous.name}"` : "at the start of the data";
-      fail(
-        path,
-        `tensor "${info.name}": ${range} leave a gap of bytes [${position}, ` +
-          `${info.begin}) ${after}`,
-      );
-    }
-    if (info.end > dataBytes) {
-      fail(
-        path,
-        `tensor "${info.name}": ${range} end past the data area of ${dataBytes} bytes ` +
-          `(the file is truncated or the header is wrong)`,
-      );
-    }
-    position = info.end;
-    previous = info;
-  }
-  if (position !== dataBytes) {
-    fail(
-      path,
-      `the tensors cover ${position} bytes but the data area after the header has ` +
-        `${dataBytes} bytes`,
-    );
   }
 }
 
@@ -241,16 +124,8 @@ export class SafetensorsFile {
     }
     const headerRaw = new Uint8Array(headerBytes);
     readExactly(fd, headerRaw, 8, path);
-    const header = parseHeaderJson(path, headerRaw);
-
-    let metadata: Record<string, string> = {};
-    const tensors = new Map<string, TensorInfo>();
-    for (const [name, value] of Object.entries(header)) {
-      if (name === "__metadata__") metadata = parseMetadata(path, value);
-      else tensors.set(name, parseEntry(path, name, value));
-    }
     const dataStart = 8 + headerBytes;
-    checkOffsets(path, [...tensors.values()], fileSize - dataStart);
+    const { metadata, tensors } = parseHeader(path, headerRaw, fileSize - dataStart);
     return { metadata, tensors, dataStart };
   }
 
@@ -258,13 +133,13 @@ export class SafetensorsFile {
     return [...this.tensors.keys()];
   }
 
-  /** Returns the validated header entry of `name`, or throws an error that lists the first names in the file. */
+  /** Returns the validated header entry of `name`; the error for an absent name lists a few. */
   info(name: string): TensorInfo {
     const info = this.tensors.get(name);
     if (!info) {
       fail(
         this.path,
-        `tensor "${name}" not found; the file has ${this.tensors.size} tensors` +
+        `tensor "${name}" not found. The file has ${this.tensors.size} tensors` +
           sampleNames(this.names),
         "Check the tensor name (and its prefix) against the checkpoint",
       );
@@ -295,33 +170,11 @@ export class SafetensorsFile {
     this.fd = null;
   }
 }
-
 function sampleNames(names: string[]): string {
   if (names.length === 0) return "";
   const shown = names.slice(0, 8).map((n) => `"${n}"`);
   return ` (${shown.join(", ")}${names.length > 8 ? ", ..." : ""})`;
 }
-
-function parseHeaderJson(path: string, raw: Uint8Array): Record<string, unknown> {
-  let text: string;
-  try {
-    text = new TextDecoder("utf-8", { fatal: true }).decode(raw);
-  } catch {
-    fail(path, "header is not valid UTF-8");
-  }
-  if (!text.startsWith("{")) {
-    fail(path, `header must start with "{", got ${JSON.stringify(text.slice(0, 20))}`);
-  }
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(text);
-  } catch (err) {
-    fail(path, `header is not valid JSON (${(err as Error).message})`);
-  }
-  if (!isPlainObject(parsed)) fail(path, "header JSON must be an object");
-  return parsed;
-}
-
 /** Reads every tensor of a safetensors file after validating its header. */
 export function readSafetensors(path: string): {
   tensors: Map<string, RawTensor>;

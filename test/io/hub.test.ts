@@ -12,7 +12,7 @@ import {
   rmSync,
 } from "node:fs";
 import { createServer } from "node:http";
-import type { AddressInfo } from "node:net";
+import { type AddressInfo, type Socket, createServer as createNetServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import {
@@ -308,6 +308,25 @@ test("stalled download times out", async () => {
     /tokenizer.json was cut off after \d+ of 86434 bytes \(no data for 300 ms\)/,
   );
   assert.deepEqual(walk(join(repoDir(), "blobs")), []);
+});
+
+test("silent server times out", async () => {
+  // A listener that accepts connections and never sends a byte.
+  const sockets: Socket[] = [];
+  const silent = createNetServer((socket) => sockets.push(socket));
+  await new Promise<void>((resolve) => silent.listen(0, "127.0.0.1", resolve));
+  const { port } = silent.address() as AddressInfo;
+  try {
+    const hub = options({ endpoint: `http://127.0.0.1:${port}`, idleTimeoutMs: 200 });
+    await assert.rejects(resolveModelDir("tiny/stories", hub), (err: HubError) => {
+      assert.equal(err.kind, "network");
+      assert.match(err.message, /revision\/main timed out after 200 ms without a response/);
+      return true;
+    });
+  } finally {
+    for (const socket of sockets) socket.destroy();
+    await new Promise<void>((resolve) => silent.close(() => resolve()));
+  }
 });
 
 test("corrupt LFS body fails the sha256 check", async () => {
