@@ -172,22 +172,55 @@ function runLinearCrossEntropy(
 ): LinearCrossEntropyResult {
   const { N, C, V } = checkLinear(op, h, weight, labels, opts);
   const ignoreIndex = opts.ignoreIndex ?? DEFAULT_IGNORE_INDEX;
-  const count = checkLabels(op, labels, V, ignoreIndex);
+  checkLabels(op, labels, V, ignoreIndex);
   const chunkRows = opts.chunkRows ?? Math.max(1, Math.floor(CHUNK_LOGITS / Math.max(V, 1)));
   if (!Number.isInteger(chunkRows) || chunkRows < 1) {
     throw new Error(`${op}: chunkRows must be a whole number of at least 1, got ${chunkRows}`);
   }
-  const wantGrad = needH || needW;
-  const gradScale = count === 0 ? 0 : 1 / count;
-  const dh = needH ? Tensor.empty([N, C]) : null;
+  const dh = needH ? Tensor.zeros([N, C]) : null;
   const dW = needW ? Tensor.zeros([V, C]) : null;
-  const rowLoss = Tensor.empty([N]);
-  const stats = Tensor.empty([N, 2]);
-  const wDtype = weight.dtype as GemmDType;
 
-  // The chunk buffers are temporary: give their arena space back after the loop.
+  // Ignored rows contribute no loss and no gradient, so only the others go through the
+  // projection. With loss masks on prompts that skips most of the [N, V] GEMMs.
+  const kept = keptRows(labels.i32(), ignoreIndex);
+  const count = kept.length;
+  if (count === 0) return { sum: 0, count, dh, dW };
+
+  // Everything below is temporary: give its arena space back at the end.
   const arena = getArena();
   const mark = arena.mark();
+  const compact = count < N;
+  const hKept = compact ? gatherRows(h, kept) : h;
+  const labelsKept = compact
+    ? Tensor.from(
+        labels.i32().filter((y) => y !== ignoreIndex),
+        [count],
+      )
+    : labels;
+  const dhKept = dh !== null && compact ? Tensor.empty([count, C]) : dh;
+  const sum = chunkedLoss(hKept, weight, labelsKept, { chunkRows, dh: dhKept, dW });
+  if (dh !== null && dhKept !== null && compact) scatterRows(dhKept, kept, dh);
+  arena.release(mark);
+  return { sum, count, dh, dW };
+}
+
+/**
+ * Returns the summed loss of h Wᵀ against labels (none ignored), computing chunkRows rows of
+ * logits at a time. Writes the gradient of the loss divided by N rows into dh and adds the
+ * weight's into dW, when they are given.
+ */
+function chunkedLoss(
+  h: Tensor,
+  weight: Tensor,
+  labels: Tensor,
+  { chunkRows, dh, dW }: { chunkRows: number; dh: Tensor | null; dW: Tensor | null },
+): number {
+  const [N, C] = h.shape;
+  const V = weight.shape[0];
+  const wDtype = weight.dtype as GemmDType;
+  const wantGrad = dh !== null || dW !== null;
+  const rowLoss = Tensor.empty([N]);
+  const stats = Tensor.empty([N, 2]);
   const chunk = Tensor.empty([Math.min(chunkRows, N), V]);
   for (let start = 0; start < N; start += chunkRows) {
     const rows = Math.min(chunkRows, N - start);
@@ -203,7 +236,7 @@ function runLinearCrossEntropy(
       k: C,
       batch: 1,
     });
-    // Per-row loss and log-sum-exp; with gradients, the logits turn into dLoss/dlogits in place.
+    // Per-row loss and log-sum-exp. With gradients, the logits turn into dLoss/dlogits in place.
     crossEntropyForwardF32(
       chunk.offset,
       labels.offset + start * 4,
@@ -212,8 +245,8 @@ function runLinearCrossEntropy(
       wantGrad ? chunk.offset : 0,
       rows,
       V,
-      ignoreIndex,
-      gradScale,
+      DEFAULT_IGNORE_INDEX,
+      1 / N,
     );
     if (dh !== null) {
       // dh rows [rows, C] = dlogits [rows, V] · weight [V, C].
@@ -243,8 +276,34 @@ function runLinearCrossEntropy(
       });
     }
   }
-  arena.release(mark);
-  return { sum: sumOf(rowLoss), count, dh, dW };
+  return sumOf(rowLoss);
+}
+
+/** Returns the indices of the rows whose label is not ignoreIndex. */
+function keptRows(labels: Int32Array, ignoreIndex: number): Int32Array {
+  const kept: number[] = [];
+  labels.forEach((y, i) => {
+    if (y !== ignoreIndex) kept.push(i);
+  });
+  return Int32Array.from(kept);
+}
+
+/** Returns the rows `indices` of x [N, C] as a new [indices.length, C] tensor. */
+function gatherRows(x: Tensor, indices: Int32Array): Tensor {
+  const C = x.shape[1];
+  const out = Tensor.empty([indices.length, C]);
+  const src = x.f32();
+  const dst = out.f32();
+  indices.forEach((row, i) => dst.set(src.subarray(row * C, row * C + C), i * C));
+  return out;
+}
+
+/** Copies row i of x into row indices[i] of out. */
+function scatterRows(x: Tensor, indices: Int32Array, out: Tensor): void {
+  const C = x.shape[1];
+  const src = x.f32();
+  const dst = out.f32();
+  indices.forEach((row, i) => dst.set(src.subarray(i * C, i * C + C), row * C));
 }
 
 /** Returns g * t, reusing t when g is 1 (the usual case: the loss is the root of backward). */

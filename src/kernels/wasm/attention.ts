@@ -10,8 +10,20 @@
 //
 // Every row (forward, dq) or key row (dk, dv) is computed by one thread in the same order on
 // any thread count, so results are bitwise independent of the thread count. Rows are dealt out
-// round-robin because causal rows grow in cost with t.
-import { axpyF32, dotF32, expF32, expShiftSumF32, zeroF32 } from "./simdmath";
+// round-robin because causal rows grow in cost with t. Scores are computed four keys (or four
+// query rows) at a time with dot4F32, whose lanes equal dotF32 bitwise, so backward recomputes
+// exactly the scores of the forward pass.
+import {
+  axpy4F32,
+  axpyF32,
+  dot4F32,
+  dotF32,
+  expF32,
+  expF32x4,
+  expShiftSumF32,
+  rowMaxF32,
+  zeroF32,
+} from "./simdmath";
 
 /** Returns true when key s of batch b is a real token. keyMask may hold i32 or f32 values. */
 @inline
@@ -24,6 +36,20 @@ function keyVisible(keyMask: usize, b: i32, S: i32, s: i32): bool {
 @inline
 function slopeOf(slopes: usize, h: i32): f32 {
   return slopes == 0 ? 0 : load<f32>(slopes + ((<usize>h) << 2));
+}
+
+/** Returns a lane mask, all ones in lane i when key s + i of batch b is a real token. */
+@inline
+function keyVisibleMask4(keyMask: usize, b: i32, S: i32, s: i32): v128 {
+  if (keyMask == 0) return i32x4.splat(-1);
+  const flags = v128.load(keyMask + ((<usize>(b * S + s)) << 2));
+  return i32x4.ne(v128.and(flags, i32x4.splat(0x7fffffff)), i32x4.splat(0));
+}
+
+/** Returns [s, s + 1, s + 2, s + 3] as f32 lanes. */
+@inline
+function keyIndices4(s: i32): v128 {
+  return f32x4.convert_i32x4_s(i32x4.add(i32x4.splat(s), i32x4(0, 1, 2, 3)));
 }
 
 /**
@@ -57,26 +83,38 @@ export function attentionForwardF32(
   const group = H / Hkv;
   const rowBytes = (<usize>D) << 2;
   const scores = scratch + (((<usize>tid) * <usize>S) << 2);
+  const vscale = f32x4.splat(scale);
+  const minusInf = f32x4.splat(<f32>-Infinity);
   for (let r = tid; r < rows; r += nt) {
     const t = r % T;
     const h = (r / T) % H;
     const b = r / (H * T);
     const kvBase = <usize>((b * Hkv + h / group) * S) * rowBytes;
+    const kRows = k + kvBase;
+    const vRows = v + kvBase;
     const qRow = q + <usize>r * rowBytes;
     const oRow = out + <usize>r * rowBytes;
     const visibleEnd = causal ? S - T + t + 1 : S;
     const slope = slopeOf(slopes, h);
+    const vslope = f32x4.splat(slope);
 
-    let m: f32 = -Infinity;
-    for (let s = 0; s < visibleEnd; s++) {
+    // Scores of the keys before the causal limit; hidden keys get -inf.
+    let s = 0;
+    for (; s + 4 <= visibleEnd; s += 4) {
+      const dots = dot4F32(qRow, kRows + <usize>s * rowBytes, rowBytes, D);
+      const score = f32x4.add(f32x4.mul(dots, vscale), f32x4.mul(vslope, keyIndices4(s)));
+      const visible = keyVisibleMask4(keyMask, b, S, s);
+      v128.store(scores + ((<usize>s) << 2), v128.bitselect(score, minusInf, visible));
+    }
+    for (; s < visibleEnd; s++) {
       let score: f32 = -Infinity;
       if (keyVisible(keyMask, b, S, s)) {
-        score = dotF32(qRow, k + kvBase + <usize>s * rowBytes, D) * scale + slope * <f32>s;
-        m = max(m, score);
+        score = dotF32(qRow, kRows + <usize>s * rowBytes, D) * scale + slope * <f32>s;
       }
       store<f32>(scores + ((<usize>s) << 2), score);
     }
     zeroF32(oRow, D);
+    const m = rowMaxF32(scores, visibleEnd);
     if (m == -Infinity) {
       store<f32>(lse + ((<usize>r) << 2), Infinity);
       continue;
@@ -84,9 +122,14 @@ export function attentionForwardF32(
 
     const sum = expShiftSumF32(scores, scores, visibleEnd, m);
     const inv: f32 = 1 / sum;
-    for (let s = 0; s < visibleEnd; s++) {
+    s = 0;
+    for (; s + 4 <= visibleEnd; s += 4) {
+      const p = f32x4.mul(v128.load(scores + ((<usize>s) << 2)), f32x4.splat(inv));
+      axpy4F32(oRow, p, vRows + <usize>s * rowBytes, rowBytes, D);
+    }
+    for (; s < visibleEnd; s++) {
       const p = load<f32>(scores + ((<usize>s) << 2));
-      if (p != 0) axpyF32(oRow, p * inv, v + kvBase + <usize>s * rowBytes, D);
+      if (p != 0) axpyF32(oRow, p * inv, vRows + <usize>s * rowBytes, D);
     }
     store<f32>(lse + ((<usize>r) << 2), m + Mathf.log(sum));
   }
@@ -122,28 +165,46 @@ export function attentionBackwardQueryF32(
   const rows = B * H * T;
   const group = H / Hkv;
   const rowBytes = (<usize>D) << 2;
+  const vscale = f32x4.splat(scale);
   for (let r = tid; r < rows; r += nt) {
     const t = r % T;
     const h = (r / T) % H;
     const b = r / (H * T);
     const kvBase = <usize>((b * Hkv + h / group) * S) * rowBytes;
+    const kRows = k + kvBase;
+    const vRows = v + kvBase;
     const qRow = q + <usize>r * rowBytes;
     const dqRow = dq + <usize>r * rowBytes;
     const doRow = dout + <usize>r * rowBytes;
     const visibleEnd = causal ? S - T + t + 1 : S;
     const slope = slopeOf(slopes, h);
+    const vslope = f32x4.splat(slope);
     const rowDelta = dotF32(doRow, out + <usize>r * rowBytes, D);
     store<f32>(delta + ((<usize>r) << 2), rowDelta);
     zeroF32(dqRow, D);
     const rowLse = load<f32>(lse + ((<usize>r) << 2));
     if (rowLse == Infinity) continue;
 
-    for (let s = 0; s < visibleEnd; s++) {
+    // dS = P * (dP - delta) with dP = dout · v, then dq += dS * scale * k.
+    const vlse = f32x4.splat(rowLse);
+    const vdelta = f32x4.splat(rowDelta);
+    let s = 0;
+    for (; s + 4 <= visibleEnd; s += 4) {
+      const kBlock = kRows + <usize>s * rowBytes;
+      const dots = dot4F32(qRow, kBlock, rowBytes, D);
+      const score = f32x4.add(f32x4.mul(dots, vscale), f32x4.mul(vslope, keyIndices4(s)));
+      const visible = keyVisibleMask4(keyMask, b, S, s);
+      const p = v128.and(expF32x4(f32x4.sub(score, vlse)), visible);
+      const dp = dot4F32(doRow, vRows + <usize>s * rowBytes, rowBytes, D);
+      const ds = f32x4.mul(f32x4.mul(p, f32x4.sub(dp, vdelta)), vscale);
+      axpy4F32(dqRow, ds, kBlock, rowBytes, D);
+    }
+    for (; s < visibleEnd; s++) {
       if (!keyVisible(keyMask, b, S, s)) continue;
-      const kRow = k + kvBase + <usize>s * rowBytes;
+      const kRow = kRows + <usize>s * rowBytes;
       const score = dotF32(qRow, kRow, D) * scale + slope * <f32>s;
       const p = expF32(score - rowLse);
-      const dp = dotF32(doRow, v + kvBase + <usize>s * rowBytes, D);
+      const dp = dotF32(doRow, vRows + <usize>s * rowBytes, D);
       axpyF32(dqRow, p * (dp - rowDelta) * scale, kRow, D);
     }
   }
@@ -179,6 +240,7 @@ export function attentionBackwardKeyValueF32(
   const keyRows = B * Hkv * S;
   const group = H / Hkv;
   const rowBytes = (<usize>D) << 2;
+  const vscale = f32x4.splat(scale);
   for (let kr = tid; kr < keyRows; kr += nt) {
     const s = kr % S;
     const g = (kr / S) % Hkv;
@@ -195,8 +257,23 @@ export function attentionBackwardKeyValueF32(
 
     for (let h = g * group; h < (g + 1) * group; h++) {
       const slope = slopeOf(slopes, h);
+      const alibi = f32x4.splat(slope * <f32>s);
       const rowBase = (b * H + h) * T;
-      for (let t = tStart; t < T; t++) {
+      // Four query rows at a time: their lse and delta are contiguous.
+      let t = tStart;
+      for (; t + 4 <= T; t += 4) {
+        const r = rowBase + t;
+        const qBlock = q + <usize>r * rowBytes;
+        const doBlock = dout + <usize>r * rowBytes;
+        const dots = dot4F32(kRow, qBlock, rowBytes, D);
+        const score = f32x4.add(f32x4.mul(dots, vscale), alibi);
+        const p = expF32x4(f32x4.sub(score, v128.load(lse + ((<usize>r) << 2))));
+        const dp = dot4F32(vRow, doBlock, rowBytes, D);
+        const ds = f32x4.mul(f32x4.mul(p, f32x4.sub(dp, v128.load(delta + ((<usize>r) << 2)))), vscale);
+        axpy4F32(dvRow, p, doBlock, rowBytes, D);
+        axpy4F32(dkRow, ds, qBlock, rowBytes, D);
+      }
+      for (; t < T; t++) {
         const r = rowBase + t;
         const qRow = q + <usize>r * rowBytes;
         const doRow = dout + <usize>r * rowBytes;

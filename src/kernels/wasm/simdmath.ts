@@ -8,14 +8,23 @@ export function madd(a: v128, b: v128, c: v128): v128 {
   return f32x4.add(f32x4.mul(a, b), c);
 }
 
-/** Returns the sum of the four lanes, added in a fixed order. */
+/** Returns (v0 + v2) + (v1 + v3), the lane order that reduce4 uses for each of its inputs. */
 @inline
 export function hsum(v: v128): f32 {
   return (
     f32x4.extract_lane(v, 0) +
-    f32x4.extract_lane(v, 1) +
-    (f32x4.extract_lane(v, 2) + f32x4.extract_lane(v, 3))
+    f32x4.extract_lane(v, 2) +
+    (f32x4.extract_lane(v, 1) + f32x4.extract_lane(v, 3))
   );
+}
+
+/** Returns [hsum(a), hsum(b), hsum(c), hsum(d)], bitwise, with shuffles instead of extracts. */
+@inline
+export function reduce4(a: v128, b: v128, c: v128, d: v128): v128 {
+  // [a0 + a2, b0 + b2, a1 + a3, b1 + b3] and the same for c and d.
+  const ab = f32x4.add(f32x4.shuffle(a, b, 0, 4, 1, 5), f32x4.shuffle(a, b, 2, 6, 3, 7));
+  const cd = f32x4.add(f32x4.shuffle(c, d, 0, 4, 1, 5), f32x4.shuffle(c, d, 2, 6, 3, 7));
+  return f32x4.add(f32x4.shuffle(ab, cd, 0, 1, 4, 5), f32x4.shuffle(ab, cd, 2, 3, 6, 7));
 }
 
 /** Returns the largest of the four lanes. */
@@ -27,27 +36,81 @@ export function hmax(v: v128): f32 {
   );
 }
 
-/** Returns the dot product of n f32 values at a and b. */
+/** Returns the dot product of n f32 values at a and b, bitwise equal to a lane of dot4F32. */
 export function dotF32(a: usize, b: usize, n: i32): f32 {
-  let acc0 = f32x4.splat(0);
-  let acc1 = f32x4.splat(0);
+  let acc = f32x4.splat(0);
   let i = 0;
-  for (; i + 8 <= n; i += 8) {
+  for (; i + 4 <= n; i += 4) {
     const o = (<usize>i) << 2;
-    acc0 = madd(v128.load(a + o), v128.load(b + o), acc0);
-    acc1 = madd(v128.load(a + o, 16), v128.load(b + o, 16), acc1);
+    acc = madd(v128.load(a + o), v128.load(b + o), acc);
   }
-  if (i + 4 <= n) {
-    const o = (<usize>i) << 2;
-    acc0 = madd(v128.load(a + o), v128.load(b + o), acc0);
-    i += 4;
-  }
-  let sum = hsum(f32x4.add(acc0, acc1));
+  let sum = hsum(acc);
   for (; i < n; i++) {
     const o = (<usize>i) << 2;
     sum += load<f32>(a + o) * load<f32>(b + o);
   }
   return sum;
+}
+
+/**
+ * Returns the dot products of n f32 values at a with the four rows b + i * stride (bytes), as
+ * one vector. Lane i is bitwise equal to dotF32(a, b + i * stride, n), so a score computed in a
+ * block of four matches the same score computed alone.
+ */
+export function dot4F32(a: usize, b: usize, stride: usize, n: i32): v128 {
+  const b1 = b + stride;
+  const b2 = b1 + stride;
+  const b3 = b2 + stride;
+  let acc0 = f32x4.splat(0);
+  let acc1 = f32x4.splat(0);
+  let acc2 = f32x4.splat(0);
+  let acc3 = f32x4.splat(0);
+  let i = 0;
+  for (; i + 4 <= n; i += 4) {
+    const o = (<usize>i) << 2;
+    const va = v128.load(a + o);
+    acc0 = madd(va, v128.load(b + o), acc0);
+    acc1 = madd(va, v128.load(b1 + o), acc1);
+    acc2 = madd(va, v128.load(b2 + o), acc2);
+    acc3 = madd(va, v128.load(b3 + o), acc3);
+  }
+  let sums = reduce4(acc0, acc1, acc2, acc3);
+  for (; i < n; i++) {
+    const o = (<usize>i) << 2;
+    let column = f32x4.splat(load<f32>(b + o));
+    column = f32x4.replace_lane(column, 1, load<f32>(b1 + o));
+    column = f32x4.replace_lane(column, 2, load<f32>(b2 + o));
+    column = f32x4.replace_lane(column, 3, load<f32>(b3 + o));
+    // A separate multiply and add, as in dotF32's tail.
+    sums = f32x4.add(sums, f32x4.mul(f32x4.splat(load<f32>(a + o)), column));
+  }
+  return sums;
+}
+
+/** y[i] += sum over j < 4 of alpha[j] * x[j * stride / 4 + i] for n f32 values. */
+export function axpy4F32(y: usize, alpha: v128, x: usize, stride: usize, n: i32): void {
+  const x1 = x + stride;
+  const x2 = x1 + stride;
+  const x3 = x2 + stride;
+  const a0 = f32x4.splat(f32x4.extract_lane(alpha, 0));
+  const a1 = f32x4.splat(f32x4.extract_lane(alpha, 1));
+  const a2 = f32x4.splat(f32x4.extract_lane(alpha, 2));
+  const a3 = f32x4.splat(f32x4.extract_lane(alpha, 3));
+  let i = 0;
+  for (; i + 4 <= n; i += 4) {
+    const o = (<usize>i) << 2;
+    let acc = madd(a0, v128.load(x + o), v128.load(y + o));
+    acc = madd(a1, v128.load(x1 + o), acc);
+    acc = madd(a2, v128.load(x2 + o), acc);
+    v128.store(y + o, madd(a3, v128.load(x3 + o), acc));
+  }
+  for (; i < n; i++) {
+    const o = (<usize>i) << 2;
+    let acc = load<f32>(y + o) + f32x4.extract_lane(a0, 0) * load<f32>(x + o);
+    acc += f32x4.extract_lane(a1, 0) * load<f32>(x1 + o);
+    acc += f32x4.extract_lane(a2, 0) * load<f32>(x2 + o);
+    store<f32>(y + o, acc + f32x4.extract_lane(a3, 0) * load<f32>(x3 + o));
+  }
 }
 
 /** y[i] += alpha * x[i] for n f32 values. */
@@ -93,7 +156,9 @@ const EXP_LO: f32 = -87.3365448;
  */
 @inline
 export function expF32x4(x: v128): v128 {
-  const clamped = f32x4.min(f32x4.max(x, f32x4.splat(EXP_LO)), f32x4.splat(EXP_HI));
+  // pmax and pmin are single instructions, unlike max and min with their NaN rules. A NaN x
+  // passes through them, and the last line returns it.
+  const clamped = f32x4.pmin(f32x4.pmax(x, f32x4.splat(EXP_LO)), f32x4.splat(EXP_HI));
   const k = f32x4.nearest(f32x4.mul(clamped, f32x4.splat(LOG2E)));
   let r = f32x4.sub(clamped, f32x4.mul(k, f32x4.splat(LN2_HI)));
   r = f32x4.sub(r, f32x4.mul(k, f32x4.splat(LN2_LO)));
@@ -125,11 +190,12 @@ export function expF32(x: f32): f32 {
   return f32x4.extract_lane(expF32x4(f32x4.splat(x)), 0);
 }
 
-/** Returns the largest of n f32 values at p (-inf when n is 0). */
+/** Returns the largest of n f32 values at p (-inf when n is 0). NaN values may be skipped. */
 export function rowMaxF32(p: usize, n: i32): f32 {
   let vm = f32x4.splat(<f32>-Infinity);
   let i = 0;
-  for (; i + 4 <= n; i += 4) vm = f32x4.max(vm, v128.load(p + ((<usize>i) << 2)));
+  // pmax is one instruction; max would add NaN handling to every step.
+  for (; i + 4 <= n; i += 4) vm = f32x4.pmax(vm, v128.load(p + ((<usize>i) << 2)));
   let m = hmax(vm);
   for (; i < n; i++) m = max(m, load<f32>(p + ((<usize>i) << 2)));
   return m;
