@@ -283,3 +283,13 @@ test("validation and metrics log", async () => {
   assert.match(lines[0], /tok\/s \| ETA \S+ \| mem /);
   assert.ok(existsSync(join(dir, "checkpoints", "step-000020", "w.bin")));
 });
+
+test("clipping bounds the update", async () => {
+  const schedule = { kind: "constant" as const, lr: 0.1, warmupSteps: 0, totalSteps: 1 };
+  const run = makeRun(tempDir(), { schedule, checkpoints: undefined, maxGradNorm: 0.01 });
+  let reported = 0;
+  await trainLoop({ ...run.options, onStep: (m) => (reported = m.gradNorm) });
+  const step = Math.hypot(...run.w.f32());
+  assert.ok(reported > 0.01, `the reported norm ${reported} is the norm before clipping`);
+  assert.ok(Math.abs(step - 0.1 * 0.01) < 1e-7, `update norm ${step}, expected lr x maxGradNorm`);
+});
