@@ -2,21 +2,11 @@
 // - true: A as torch.nn.Linear's reset (kaiming_uniform_ with a = sqrt(5), which gives
 //   U(-1/sqrt(in), 1/sqrt(in))), B zero, so the adapter starts as the identity;
 // - "gaussian": A ~ N(0, (1/r)^2), B zero;
-// - false: PEFT skips its reset, so A and B keep nn.Linear's default init: A bound 1/sqrt(in)
-//   and B bound 1/sqrt(r) (B is not zero; the adapter changes the outputs from the start).
+// - false: PEFT skips its reset, so A and B keep nn.Linear's default init. A's bound is
+//   1/sqrt(in) and B's 1/sqrt(r), so B is not zero and the adapter changes outputs at once.
 import type { Rng } from "../engine/random.js";
 import type { InitLoraWeights } from "./config.js";
 import type { LoraValues } from "./inject.js";
-
-/** torch.nn.init.kaiming_uniform_ bound for a [out, fanIn] weight: gain · sqrt(3 / fanIn). */
-export function kaimingUniformBound(fanIn: number, a = Math.sqrt(5)): number {
-  const gain = Math.sqrt(2 / (1 + a * a));
-  return gain * Math.sqrt(3 / fanIn);
-}
-
-function uniform(rng: Rng, shape: [number, number], bound: number): Float32Array {
-  return rng.uniform(shape, -bound, bound).toFloat32Array();
-}
 
 /** Returns initial lora_A [r, in] and lora_B [out, r] values for one Linear. */
 export function initLoraMatrices(
@@ -37,7 +27,8 @@ export function initLoraMatrices(
       B: new Float32Array(outFeatures * r),
     };
   }
-  const A = uniform(rng, [r, inFeatures], kaimingUniformBound(inFeatures));
+  // kaimingUniform treats shape[1] as fan_in, as torch does for an nn.Linear weight [out, in].
+  const A = rng.kaimingUniform([r, inFeatures], Math.sqrt(5)).toFloat32Array();
   if (init === true) return { A, B: new Float32Array(outFeatures * r) };
-  return { A, B: uniform(rng, [outFeatures, r], kaimingUniformBound(r)) };
+  return { A, B: rng.kaimingUniform([outFeatures, r], Math.sqrt(5)).toFloat32Array() };
 }
