@@ -22,3 +22,5 @@ export * from "./layout";
 export * from "./embedding";
 export * from "./norm";
 export * from "./activation";
+export * from "./dropout";
+export * from "./adamw";
