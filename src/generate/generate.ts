@@ -70,7 +70,7 @@ export function generate(
   const rows: RowState[] = prompts.map((prompt) => ({
     prompt,
     generated: [],
-    stream: tokenizer === null ? null : new TextStream(tokenizer),
+    stream: tokenizer === null ? null : new TextStream(tokenizer, prompt),
     finished: null,
   }));
 

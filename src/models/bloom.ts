@@ -65,6 +65,21 @@ export function alibiSlopes(heads: number): Float32Array {
   return Float32Array.from(slopes);
 }
 
+/** Returns the family-independent sizes of a parsed config. */
+export function bloomDims(config: BloomConfig): ModelDims {
+  return {
+    vocabSize: config.vocab_size,
+    hiddenSize: config.hidden_size,
+    numLayers: config.n_layer,
+    numHeads: config.n_head,
+    numKvHeads: config.n_head,
+    headDim: config.hidden_size / config.n_head,
+    intermediateSize: 4 * config.hidden_size,
+    maxPositions: null,
+    tieWordEmbeddings: config.tie_word_embeddings,
+  };
+}
+
 class BloomAttention extends Module {
   readonly queryKeyValue: Linear;
   readonly dense: Linear;
@@ -187,17 +202,7 @@ export class BloomForCausalLM extends CausalLMBase {
     this.lmHead = config.tie_word_embeddings
       ? null
       : this.addModule("lm_head", new Linear(c, v, { bias: false, dtype }));
-    this.dims = {
-      vocabSize: v,
-      hiddenSize: c,
-      numLayers: config.n_layer,
-      numHeads: config.n_head,
-      numKvHeads: config.n_head,
-      headDim: c / config.n_head,
-      intermediateSize: 4 * c,
-      maxPositions: null,
-      tieWordEmbeddings: config.tie_word_embeddings,
-    };
+    this.dims = bloomDims(config);
   }
 
   forward(inputIds: Tensor, options: ForwardOptions = {}): Tensor {

@@ -66,6 +66,21 @@ export function parseGpt2Config(raw: RawConfig): Gpt2Config {
   };
 }
 
+/** Returns the family-independent sizes of a parsed config. */
+export function gpt2Dims(config: Gpt2Config): ModelDims {
+  return {
+    vocabSize: config.vocab_size,
+    hiddenSize: config.n_embd,
+    numLayers: config.n_layer,
+    numHeads: config.n_head,
+    numKvHeads: config.n_head,
+    headDim: config.n_embd / config.n_head,
+    intermediateSize: config.n_inner,
+    maxPositions: config.n_positions,
+    tieWordEmbeddings: config.tie_word_embeddings,
+  };
+}
+
 class Gpt2Attention extends Module {
   readonly cAttn: Linear;
   readonly cProj: Linear;
@@ -177,17 +192,7 @@ export class GPT2LMHeadModel extends CausalLMBase {
     this.lmHead = config.tie_word_embeddings
       ? null
       : this.addModule("lm_head", new Linear(c, v, { bias: false, dtype }));
-    this.dims = {
-      vocabSize: v,
-      hiddenSize: c,
-      numLayers: config.n_layer,
-      numHeads: config.n_head,
-      numKvHeads: config.n_head,
-      headDim: c / config.n_head,
-      intermediateSize: config.n_inner,
-      maxPositions: config.n_positions,
-      tieWordEmbeddings: config.tie_word_embeddings,
-    };
+    this.dims = gpt2Dims(config);
   }
 
   forward(inputIds: Tensor, options: ForwardOptions = {}): Tensor {

@@ -1,8 +1,14 @@
 // Causal language models of the supported families, and loading them from Hugging Face folders.
 export type { CausalLM, ForwardOptions, LossOptions, ModelDims } from "./types.js";
-export { createModel, KNOWN_MODEL_TYPES } from "./registry.js";
+export { architectureName, createModel, KNOWN_MODEL_TYPES, modelDims } from "./registry.js";
 export { loadModel, type LoadModelOptions, type LoadedModel } from "./load.js";
 export { loadModelFromDir, loadWeights, type LoadDType } from "./weights.js";
-export { GPT2LMHeadModel, parseGpt2Config, type Gpt2Config } from "./gpt2.js";
-export { LlamaForCausalLM, parseLlamaConfig, type LlamaConfig } from "./llama.js";
-export { BloomForCausalLM, alibiSlopes, parseBloomConfig, type BloomConfig } from "./bloom.js";
+export { GPT2LMHeadModel, gpt2Dims, parseGpt2Config, type Gpt2Config } from "./gpt2.js";
+export { LlamaForCausalLM, llamaDims, parseLlamaConfig, type LlamaConfig } from "./llama.js";
+export {
+  BloomForCausalLM,
+  alibiSlopes,
+  bloomDims,
+  parseBloomConfig,
+  type BloomConfig,
+} from "./bloom.js";

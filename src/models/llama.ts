@@ -80,6 +80,21 @@ export function parseLlamaConfig(raw: RawConfig): LlamaConfig {
   };
 }
 
+/** Returns the family-independent sizes of a parsed config. */
+export function llamaDims(config: LlamaConfig): ModelDims {
+  return {
+    vocabSize: config.vocab_size,
+    hiddenSize: config.hidden_size,
+    numLayers: config.num_hidden_layers,
+    numHeads: config.num_attention_heads,
+    numKvHeads: config.num_key_value_heads,
+    headDim: config.head_dim,
+    intermediateSize: config.intermediate_size,
+    maxPositions: null,
+    tieWordEmbeddings: config.tie_word_embeddings,
+  };
+}
+
 class LlamaAttention extends Module {
   readonly q: Linear;
   readonly k: Linear;
@@ -204,17 +219,7 @@ export class LlamaForCausalLM extends CausalLMBase {
     this.lmHead = config.tie_word_embeddings
       ? null
       : this.addModule("lm_head", new Linear(c, v, { bias: false, dtype }));
-    this.dims = {
-      vocabSize: v,
-      hiddenSize: c,
-      numLayers: config.num_hidden_layers,
-      numHeads: config.num_attention_heads,
-      numKvHeads: config.num_key_value_heads,
-      headDim: config.head_dim,
-      intermediateSize: config.intermediate_size,
-      maxPositions: null,
-      tieWordEmbeddings: config.tie_word_embeddings,
-    };
+    this.dims = llamaDims(config);
   }
 
   forward(inputIds: Tensor, options: ForwardOptions = {}): Tensor {

@@ -1,20 +1,48 @@
 // Maps config.json's model_type to the architecture that implements it.
 import type { WeightDType } from "../nn/param.js";
-import { BloomForCausalLM } from "./bloom.js";
+import { bloomDims, BloomForCausalLM, parseBloomConfig } from "./bloom.js";
 import type { ModelConfig } from "../io/config.js";
-import { GPT2LMHeadModel } from "./gpt2.js";
-import { LlamaForCausalLM } from "./llama.js";
-import type { CausalLM } from "./types.js";
+import { GPT2LMHeadModel, gpt2Dims, parseGpt2Config } from "./gpt2.js";
+import { llamaDims, LlamaForCausalLM, parseLlamaConfig } from "./llama.js";
+import type { CausalLM, ModelDims } from "./types.js";
 
-type Constructor = (config: ModelConfig, dtype: WeightDType) => CausalLM;
+interface Architecture {
+  /** The transformers class name, for messages. */
+  className: string;
+  build(config: ModelConfig, dtype: WeightDType): CausalLM;
+  dims(config: ModelConfig): ModelDims;
+}
 
-const ARCHITECTURES: ReadonlyMap<string, Constructor> = new Map<string, Constructor>([
-  ["gpt2", (config, dtype) => new GPT2LMHeadModel(config, dtype)],
-  ["llama", (config, dtype) => new LlamaForCausalLM(config, dtype)],
-  ["mistral", (config, dtype) => new LlamaForCausalLM(config, dtype)],
-  ["qwen2", (config, dtype) => new LlamaForCausalLM(config, dtype)],
-  ["bloom", (config, dtype) => new BloomForCausalLM(config, dtype)],
+const GPT2: Architecture = {
+  className: "GPT2LMHeadModel",
+  build: (config, dtype) => new GPT2LMHeadModel(config, dtype),
+  dims: (config) => gpt2Dims(parseGpt2Config(config.raw)),
+};
+
+const LLAMA: Architecture = {
+  className: "LlamaForCausalLM",
+  build: (config, dtype) => new LlamaForCausalLM(config, dtype),
+  dims: (config) => llamaDims(parseLlamaConfig(config.raw)),
+};
+
+const BLOOM: Architecture = {
+  className: "BloomForCausalLM",
+  build: (config, dtype) => new BloomForCausalLM(config, dtype),
+  dims: (config) => bloomDims(parseBloomConfig(config.raw)),
+};
+
+const ARCHITECTURES: ReadonlyMap<string, Architecture> = new Map([
+  ["gpt2", GPT2],
+  ["llama", LLAMA],
+  ["mistral", LLAMA],
+  ["qwen2", LLAMA],
+  ["bloom", BLOOM],
 ]);
+
+/** Returns the transformers class that implements `modelType` (e.g. "LlamaForCausalLM"). */
+export function architectureName(config: ModelConfig): string {
+  return architectureOf(config).className;
+}
 
 /** The model_type values that createModel accepts. */
 export const KNOWN_MODEL_TYPES: readonly string[] = [...ARCHITECTURES.keys()];
@@ -24,13 +52,22 @@ export const KNOWN_MODEL_TYPES: readonly string[] = [...ARCHITECTURES.keys()];
  * `dtype` (norms and biases stay f32). Load a checkpoint into it with loadWeights.
  */
 export function createModel(config: ModelConfig, dtype: WeightDType = "f32"): CausalLM {
+  return architectureOf(config).build(config, dtype);
+}
+
+/** Returns the sizes that `config` implies, without allocating the model. */
+export function modelDims(config: ModelConfig): ModelDims {
+  return architectureOf(config).dims(config);
+}
+
+function architectureOf(config: ModelConfig): Architecture {
   const modelType = config.model_type;
-  const build = ARCHITECTURES.get(modelType);
-  if (build === undefined) {
+  const architecture = ARCHITECTURES.get(modelType);
+  if (architecture === undefined) {
     throw new Error(
-      `createModel: unknown model_type "${modelType}" in ${config.path}; known model ` +
+      `unknown model_type "${modelType}" in ${config.path}; known model ` +
         `types: ${KNOWN_MODEL_TYPES.join(", ")}`,
     );
   }
-  return build(config, dtype);
+  return architecture;
 }

@@ -1,0 +1,140 @@
+// `tslora generate`: streams a continuation of a prompt from a model (optionally with a LoRA
+// adapter) to stdout, with greedy decoding or sampling.
+import { resolve } from "node:path";
+import { generateText } from "../generate/text.js";
+import { setThreads } from "../kernels/pool.js";
+import { loadModel, type LoadDType } from "../models/index.js";
+import { formatHelp, parseOptions, type OptionSpec } from "./train-options.js";
+
+const USAGE = "tslora generate --model <dir|id> --prompt <text> [options]";
+const SUMMARY =
+  "Generates text after a prompt and prints it as it is decoded. Greedy unless --temperature " +
+  "is above 0. Statistics go to stderr.";
+
+export const GENERATE_OPTIONS: OptionSpec[] = [
+  {
+    name: "model",
+    type: "string",
+    value: "<dir|id>",
+    required: true,
+    help: "Model folder or Hub id (owner/name[@revision]).",
+  },
+  { name: "prompt", type: "string", value: "<text>", required: true, help: "Prompt text." },
+  {
+    name: "adapter",
+    type: "string",
+    value: "<dir>",
+    help: "PEFT LoRA adapter folder to apply (adapter_config.json, adapter_model.safetensors).",
+  },
+  {
+    name: "max-new-tokens",
+    type: "integer",
+    value: "<tokens>",
+    default: 64,
+    min: 1,
+    help: "Maximum number of tokens to generate.",
+  },
+  {
+    name: "temperature",
+    type: "number",
+    value: "<t>",
+    default: 0,
+    min: 0,
+    help: "Softmax temperature for sampling; 0 decodes greedily.",
+  },
+  {
+    name: "top-k",
+    type: "integer",
+    value: "<k>",
+    default: 0,
+    min: 0,
+    help: "Sample only from the k most likely tokens; 0 turns it off.",
+  },
+  {
+    name: "top-p",
+    type: "number",
+    value: "<p>",
+    default: 1,
+    min: 0,
+    help: "Sample only from the most likely tokens whose probabilities add up to p; 1 turns it off.",
+  },
+  {
+    name: "repetition-penalty",
+    type: "number",
+    value: "<factor>",
+    default: 1,
+    min: 0,
+    help: "Divides positive and multiplies negative logits of tokens already in the text; 1 turns it off.",
+  },
+  {
+    name: "stop",
+    type: "string",
+    value: "<text>",
+    help: "Stop once the generated text contains this string.",
+  },
+  {
+    name: "seed",
+    type: "integer",
+    value: "<n>",
+    default: 0,
+    min: 0,
+    help: "Seed of the sampling random numbers.",
+  },
+  {
+    name: "dtype",
+    type: "string",
+    value: "<type>",
+    default: "auto",
+    choices: ["auto", "f32", "bf16"],
+    help: "Storage type of the weights (auto keeps the checkpoint's). Compute is f32.",
+  },
+  {
+    name: "threads",
+    type: "integer",
+    value: "<n>",
+    min: 1,
+    defaultText: "the number of CPU cores, or TSLORA_THREADS",
+    help: "Worker threads for the kernels.",
+  },
+];
+
+/** Runs `tslora generate` with the arguments after the verb; resolves to the exit status. */
+export async function runGenerate(argv: readonly string[]): Promise<number> {
+  const values = parseOptions("generate", argv, GENERATE_OPTIONS);
+  if (values === null) {
+    console.log(formatHelp(USAGE, SUMMARY, GENERATE_OPTIONS));
+    return 0;
+  }
+  if (values.threads !== undefined) setThreads(Number(values.threads));
+  const { model, tokenizer } = await loadModel(String(values.model), {
+    dtype: String(values.dtype) as LoadDType,
+  });
+  if (values.adapter !== undefined) {
+    // Imported here so that plain generation does not load the LoRA code.
+    const { loadAdapter } = await import("../lora/adapter-io.js");
+    loadAdapter(model, resolve(String(values.adapter)));
+  }
+
+  const prompt = String(values.prompt);
+  process.stdout.write(prompt);
+  const start = performance.now();
+  const result = generateText(model, tokenizer, prompt, {
+    maxNewTokens: Number(values["max-new-tokens"]),
+    temperature: Number(values.temperature),
+    topK: Number(values["top-k"]),
+    topP: Number(values["top-p"]),
+    repetitionPenalty: Number(values["repetition-penalty"]),
+    seed: Number(values.seed),
+    stopStrings: values.stop === undefined ? [] : [String(values.stop)],
+    onText: (delta) => process.stdout.write(delta),
+  });
+  process.stdout.write("\n");
+
+  const seconds = (performance.now() - start) / 1000;
+  const count = result.tokens[0].length;
+  process.stderr.write(
+    `generated ${count} tokens in ${seconds.toFixed(2)} s (${(count / seconds).toFixed(1)} tokens/s), ` +
+      `stopped by ${result.finishReasons[0]}\n`,
+  );
+  return 0;
+}

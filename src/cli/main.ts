@@ -1,0 +1,80 @@
+#!/usr/bin/env node
+// The `tslora` command: dispatches to one module per verb. Verb modules are imported on
+// demand, so `tslora info` does not load the training code.
+import { realpathSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import { UsageError } from "./train-options.js";
+
+interface Verb {
+  summary: string;
+  run(argv: readonly string[]): Promise<number>;
+}
+
+const VERBS: Record<string, Verb> = {
+  train: {
+    summary: "Fine-tune a LoRA adapter on a dataset.",
+    run: async (argv) => (await import("./train.js")).runTrain(argv),
+  },
+  eval: {
+    summary: "Loss, perplexity and SQuAD scores of a model, with or without an adapter.",
+    run: async (argv) => (await import("./eval.js")).runEval(argv),
+  },
+  generate: {
+    summary: "Generate text after a prompt, streamed to stdout.",
+    run: async (argv) => (await import("./generate.js")).runGenerate(argv),
+  },
+  merge: {
+    summary: "Merge a LoRA adapter into the base weights and save the model.",
+    run: async (argv) => (await import("./merge.js")).runMerge(argv),
+  },
+  info: {
+    summary: "Architecture, parameter count, dtype and memory needs of a model.",
+    run: async (argv) => (await import("./info.js")).runInfo(argv),
+  },
+};
+
+function usage(): string {
+  const width = Math.max(...Object.keys(VERBS).map((v) => v.length));
+  const lines = ["Usage: tslora <command> [options]", "", "Commands:"];
+  for (const [name, verb] of Object.entries(VERBS))
+    lines.push(`  ${name.padEnd(width)}  ${verb.summary}`);
+  lines.push("", "Run tslora <command> --help for the options of a command.");
+  return lines.join("\n");
+}
+
+/** Runs the command line `argv` (without node and the script path); resolves to the exit status. */
+export async function main(argv: readonly string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === "--help" || name === "-h" || name === "help") {
+    console.log(usage());
+    return name === undefined ? 2 : 0;
+  }
+  const verb = VERBS[name];
+  if (verb === undefined) {
+    console.error(`tslora: unknown command "${name}"; commands: ${Object.keys(VERBS).join(", ")}`);
+    return 2;
+  }
+  try {
+    return await verb.run(rest);
+  } catch (err) {
+    if (err instanceof UsageError) {
+      console.error(err.message);
+      return 2;
+    }
+    console.error(`tslora ${name}: ${err instanceof Error ? err.message : String(err)}`);
+    return 1;
+  }
+}
+
+/** True when this file is the program node started (directly or through the npm bin link). */
+function isEntryPoint(): boolean {
+  const script = process.argv[1];
+  if (script === undefined) return false;
+  try {
+    return realpathSync(script) === fileURLToPath(import.meta.url);
+  } catch {
+    return false;
+  }
+}
+
+if (isEntryPoint()) process.exitCode = await main(process.argv.slice(2));

@@ -1,0 +1,58 @@
+// The tslora library: load a Hugging Face causal language model, run it, and generate text.
+//
+//   const { model, tokenizer } = await loadModel("path/or/owner-name");
+//   const { texts } = generateText(model, tokenizer, "Once upon a time,", { maxNewTokens: 40 });
+
+// Models: loading, the model interface and the supported architectures.
+export {
+  architectureName,
+  createModel,
+  KNOWN_MODEL_TYPES,
+  loadModel,
+  loadModelFromDir,
+  loadWeights,
+  modelDims,
+  BloomForCausalLM,
+  GPT2LMHeadModel,
+  LlamaForCausalLM,
+  type CausalLM,
+  type ForwardOptions,
+  type LoadDType,
+  type LoadedModel,
+  type LoadModelOptions,
+  type LossOptions,
+  type ModelDims,
+} from "./models/index.js";
+
+// Generation.
+export {
+  generate,
+  generateText,
+  KVCache,
+  TextStream,
+  type FinishReason,
+  type GenerateOptions,
+  type GenerateResult,
+  type GenerateTextOptions,
+  type SamplingOptions,
+} from "./generate/index.js";
+
+// Building blocks for custom models and adapters.
+export {
+  Embedding,
+  LayerNorm,
+  Linear,
+  Module,
+  ModuleList,
+  RMSNorm,
+  type LinearHook,
+  type LinearLayout,
+} from "./nn/index.js";
+
+// Tensors and autodiff, for running forward and backward passes directly.
+export { backward, endStep, noGrad, Tensor, type DType } from "./engine/index.js";
+
+// Tokenizers, configs and the Hub.
+export { loadTokenizer, type TextTokenizer } from "./io/tokenizer.js";
+export { readModelConfig, readGenerationConfig, type ModelConfig } from "./io/config.js";
+export { resolveModelDir, type HubOptions } from "./io/hub.js";
