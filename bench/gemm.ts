@@ -13,7 +13,7 @@ const GEMM_SHAPES: [number, number, number][] = [
   [1024, 768, 3072],
   [1024, 3072, 768],
 ];
-// A decode step's largest matrix in a 1B-parameter model: 16 MiB of bf16, past most L2 caches.
+// A decode step's largest matrix in a 1B-parameter model: 32 MiB in bf16, larger than L2 caches.
 const GEMV_SHAPE: [number, number, number] = [1, 2048, 8192];
 
 function measure(m: number, k: number, n: number, dtype: GemmDType): Timing {

@@ -1,7 +1,7 @@
 // The interface every benchmark job implements; bench/main.ts registers the jobs by name.
 
 export interface BenchResult {
-  /** What was measured, with its parameters, e.g. "gemm f32 M=1024 K=768 N=768 threads=1". */
+  /** The measurement and its parameters, e.g. "gemm f32 M=1024 K=768 N=768 threads=1". */
   name: string;
   value: number;
   unit: string;
@@ -25,7 +25,7 @@ export interface Timing {
 /**
  * Returns the run of `fn` with the best wall time over at least `minRuns` runs, repeating until
  * `budgetMs` has passed or `maxRuns` is reached. The best run is the one least disturbed by other
- * processes on the machine; its CPU time shows how fast the code runs when it has the cores.
+ * processes on the machine. Its CPU time shows how fast the code runs when it has the cores.
  */
 export function bestTime(
   fn: () => void,

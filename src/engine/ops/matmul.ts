@@ -68,7 +68,8 @@ export function linear(
   }
   if (weight.ndim !== 2 || x.ndim < 1) {
     throw new Error(
-      `linear: expected x [..., in] and a 2-D weight, got x ${formatShape(x.shape)} and weight ${formatShape(weight.shape)}`,
+      `linear: expected x [..., in] and a 2-D weight, got x ${formatShape(x.shape)} ` +
+        `and weight ${formatShape(weight.shape)}`,
     );
   }
   const transB = layout === "outIn";
@@ -85,7 +86,8 @@ export function linear(
     expectDtype("linear", "bias", bias, "f32");
     if (bias.size !== outFeatures || bias.ndim !== 1) {
       throw new Error(
-        `linear: bias must be [${outFeatures}] for weight ${formatShape(weight.shape)}, got ${formatShape(bias.shape)}`,
+        `linear: bias must be [${outFeatures}] for weight ${formatShape(weight.shape)}, ` +
+          `got ${formatShape(bias.shape)}`,
       );
     }
   }
@@ -123,7 +125,11 @@ function describeProduct(
   const [bRows, bCols] = b.shape.slice(-2);
   const [m, k] = transA ? [aCols, aRows] : [aRows, aCols];
   const [kb, n] = transB ? [bCols, bRows] : [bRows, bCols];
-  if (k !== kb) throw mismatch(`the inner dimensions differ (K ${k} from a, ${kb} from b)`);
+  if (k !== kb)
+    throw mismatch(
+      `the inner dimensions differ (K ${k} from a, ${kb} from b). ` +
+        `Set transA or transB for an operand stored transposed`,
+    );
 
   const batchShape = a.shape.slice(0, -2);
   const bShared = b.ndim === 2;
@@ -131,7 +137,8 @@ function describeProduct(
     const bBatch = b.shape.slice(0, -2);
     if (bBatch.length !== batchShape.length || bBatch.some((d, i) => d !== batchShape[i])) {
       throw mismatch(
-        `batch dims ${formatShape(batchShape)} and ${formatShape(bBatch)} differ; b must be 2-D or have a's batch dims`,
+        `batch dims ${formatShape(batchShape)} and ${formatShape(bBatch)} differ. ` +
+          `b must be 2-D or have a's batch dims`,
       );
     }
   }

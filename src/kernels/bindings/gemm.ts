@@ -1,5 +1,5 @@
 // Binding to the GEMM kernel in wasm/gemm.ts: C (+)= A·B, batched, any element strides, B stored
-// as f32, bf16 or f16. Callers check shapes and dtypes; this layer owns the per-thread packing
+// as f32, bf16 or f16. Callers check shapes and dtypes. This layer owns the per-thread packing
 // scratch and the warm-up that gets V8 to compile the kernel with its optimising tier.
 import { getHeap } from "../../engine/memory.js";
 import { getPool, type KernelPool } from "../pool.js";
@@ -39,7 +39,7 @@ export interface GemmCall {
   accumulate?: boolean;
 }
 
-/** Returns the operand for row-major [rows, cols] matrices at `offset`, read transposed if asked. */
+/** Returns the operand for row-major [rows, cols] matrices at `offset`, read transposed or not. */
 export function matrixOperand(
   offset: number,
   rows: number,
@@ -142,8 +142,9 @@ const WARMUP_MAX_MS = 400;
 /**
  * Runs small GEMMs on every pool thread until their speed stops improving, so that V8 has
  * compiled the kernels with its optimising tier before real work arrives. V8 first runs wasm
- * with its baseline compiler, at a fifth of the optimised speed, and a call in progress never
- * switches to new code. Called by the first gemm() on a pool, and again when it gains threads.
+ * with its baseline compiler, at about a fifth of the optimised speed, and a call in progress
+ * never switches to new code. Called by the first gemm() on a pool, and again when it gains
+ * threads.
  */
 export function warmUpGemm(pool: KernelPool = getPool()): void {
   if (warmedThreads >= pool.threads) return;

@@ -7,8 +7,8 @@
 // contiguous (bCol == 1, a [K, N] weight), where C rows accumulate scaled rows of B. Each C value
 // is summed in an order fixed by k alone, so thread count and column grouping do not change it.
 //
-// 16-bit weights are decoded 8 at a time into their even and odd elements (a shift or a mask per
-// vector, cheaper than unpacking halves). The dot path reads A in the same permuted order; the
+// 16-bit weights are decoded 8 at a time into their even and odd elements (one or two shifts per
+// vector, cheaper than unpacking halves). The dot path reads A in the same permuted order. The
 // axpy path keeps its sums permuted and restores the column order when it writes C.
 import {
   DTYPE_BF16,
@@ -56,9 +56,10 @@ export function gemvRange(
   // The dot path pairs A with even/odd-decoded 16-bit weights, so A takes the same order.
   packRows(a, aRow, aCol, m, k, dot && bType != DTYPE_F32, packedA);
   if (dot) {
-    if (bType == DTYPE_F32) gemvDotF32(packedA, b, bCol, c, cRow, cCol, m, j0, j1, k, accumulate);
-    else if (bType == DTYPE_BF16) gemvDotBf16(packedA, b, bCol, c, cRow, cCol, m, j0, j1, k, accumulate);
-    else gemvDotF16(packedA, b, bCol, c, cRow, cCol, m, j0, j1, k, accumulate);
+    const acc = accumulate;
+    if (bType == DTYPE_F32) gemvDotF32(packedA, b, bCol, c, cRow, cCol, m, j0, j1, k, acc);
+    else if (bType == DTYPE_BF16) gemvDotBf16(packedA, b, bCol, c, cRow, cCol, m, j0, j1, k, acc);
+    else gemvDotF16(packedA, b, bCol, c, cRow, cCol, m, j0, j1, k, acc);
     return;
   }
   // The sums follow the packed A rows, rounded up to 64 bytes.
@@ -107,7 +108,8 @@ function loadFirst8(base: usize, index: usize, dtype: i32): v128 {
 function loadSecond8(base: usize, index: usize, dtype: i32): v128 {
   if (dtype == DTYPE_F32) return v128.load(base + (index << 2), 16);
   const v = v128.load(base + (index << 1));
-  if (dtype == DTYPE_BF16) return v128.and(v, i32x4.splat(0xffff0000));
+  // Two shifts rather than a mask: the mask constant would take one more vector register.
+  if (dtype == DTYPE_BF16) return i32x4.shl(i32x4.shr_u(v, 16), 16);
   return f16BitsToF32(i32x4.shr_u(v, 16));
 }
 
@@ -322,16 +324,43 @@ function axpyBlock(
   }
 }
 
-function axpyBlockF32(a: usize, b: usize, bRow: i32, m: i32, jb: i32, w: i32, k: i32, sums: usize): void {
-  axpyBlock(a, b, bRow, DTYPE_F32, m, jb, w, k, sums);
+function axpyBlockF32(
+  packedA: usize,
+  b: usize,
+  bRow: i32,
+  m: i32,
+  jb: i32,
+  width: i32,
+  k: i32,
+  sums: usize,
+): void {
+  axpyBlock(packedA, b, bRow, DTYPE_F32, m, jb, width, k, sums);
 }
 
-function axpyBlockBf16(a: usize, b: usize, bRow: i32, m: i32, jb: i32, w: i32, k: i32, sums: usize): void {
-  axpyBlock(a, b, bRow, DTYPE_BF16, m, jb, w, k, sums);
+function axpyBlockBf16(
+  packedA: usize,
+  b: usize,
+  bRow: i32,
+  m: i32,
+  jb: i32,
+  width: i32,
+  k: i32,
+  sums: usize,
+): void {
+  axpyBlock(packedA, b, bRow, DTYPE_BF16, m, jb, width, k, sums);
 }
 
-function axpyBlockF16(a: usize, b: usize, bRow: i32, m: i32, jb: i32, w: i32, k: i32, sums: usize): void {
-  axpyBlock(a, b, bRow, DTYPE_F16, m, jb, w, k, sums);
+function axpyBlockF16(
+  packedA: usize,
+  b: usize,
+  bRow: i32,
+  m: i32,
+  jb: i32,
+  width: i32,
+  k: i32,
+  sums: usize,
+): void {
+  axpyBlock(packedA, b, bRow, DTYPE_F16, m, jb, width, k, sums);
 }
 
 // Writes the sums of one axpy block to C[0:m, jb:jb+width], undoing the even/odd order of full

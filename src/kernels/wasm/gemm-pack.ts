@@ -80,7 +80,7 @@ export function f16BitsToF32(h: v128): v128 {
 }
 
 /**
- * Packs A[i0 : i0+mc, k0 : k0+kc] into panels of MR rows: panel p holds rows i0 + p*MR .. and
+ * Packs A[i0 : i0+mc, k0 : k0+kc] into panels of MR rows: panel p contains rows i0 + p*MR .. and
  * stores element (r, k) at dst[p*kc*MR + k*MR + r]. Rows past mc are zero, so the micro-kernel
  * always runs a full tile.
  */
@@ -166,7 +166,7 @@ function transpose4Store(r0: v128, r1: v128, r2: v128, r3: v128, out: usize, ste
 }
 
 /**
- * Packs B[k0 : k0+kc, j0 : j0+nc] into panels of NR columns, decoding to f32: panel q holds
+ * Packs B[k0 : k0+kc, j0 : j0+nc] into panels of NR columns, decoding to f32: panel q contains
  * columns j0 + q*NR .. and stores element (k, c) at dst[q*kc*NR + k*NR + c]. Columns past nc are
  * zero.
  */
@@ -189,9 +189,11 @@ export function packB(
       continue;
     }
     if (cols == NR && bRow == 1) {
-      if (dtype == DTYPE_F32) packBColumnsContiguous(b, bCol, DTYPE_F32, k0, kc, j0 + q, panel);
-      else if (dtype == DTYPE_BF16) packBColumnsContiguous(b, bCol, DTYPE_BF16, k0, kc, j0 + q, panel);
-      else packBColumnsContiguous(b, bCol, DTYPE_F16, k0, kc, j0 + q, panel);
+      // One call per constant dtype, so each inlined copy decodes without a branch.
+      const j = j0 + q;
+      if (dtype == DTYPE_F32) packBColumnsContiguous(b, bCol, DTYPE_F32, k0, kc, j, panel);
+      else if (dtype == DTYPE_BF16) packBColumnsContiguous(b, bCol, DTYPE_BF16, k0, kc, j, panel);
+      else packBColumnsContiguous(b, bCol, DTYPE_F16, k0, kc, j, panel);
       continue;
     }
     if (cols < NR) memory.fill(panel, 0, <usize>(kc * NR) << 2);

@@ -10,7 +10,7 @@
 // of C and the K blocks are always summed in the same order, so the result is bitwise the same
 // for any thread count.
 import { partEnd, partStart } from "./split";
-import { madd, MR, NR, packA, packB } from "./gemm-pack";
+import { DTYPE_F32, madd, MR, NR, packA, packB } from "./gemm-pack";
 import { gemvRange, GEMV_MAX_M, gemvScratchBytes } from "./gemm-gemv";
 
 const KC: i32 = 512;
@@ -28,7 +28,7 @@ export function gemmScratchBytes(k: i32): usize {
 
 /**
  * C (+)= A·B over `batch` items; see the file header for the operand layout. `accumulate` 1 adds
- * to C, 0 overwrites it. `scratch` holds nt slices of `scratchStride` bytes (at least
+ * to C, 0 overwrites it. `scratch` contains nt slices of `scratchStride` bytes (at least
  * gemmScratchBytes(k) each), one per thread.
  */
 export function gemm(
@@ -79,12 +79,14 @@ export function gemm(
 
   for (let t = t0; t < t1; t++) {
     const at = a + ((<usize>t * <usize>aBatch) << 2);
-    const bt = b + <usize>t * <usize>bBatch * (bType == 0 ? 4 : 2);
+    const bt = b + <usize>t * <usize>bBatch * (bType == DTYPE_F32 ? 4 : 2);
     const ct = c + ((<usize>t * <usize>cBatch) << 2);
+    const acc = accumulate;
     if (gemv) {
-      gemvRange(at, aRow, aCol, bt, bRow, bCol, bType, ct, cRow, cCol, m, j0, j1, k, accumulate, work);
+      gemvRange(at, aRow, aCol, bt, bRow, bCol, bType, ct, cRow, cCol, m, j0, j1, k, acc, work);
     } else {
-      gemmRange(at, aRow, aCol, bt, bRow, bCol, bType, ct, cRow, cCol, i0, i1, j0, j1, k, accumulate, work);
+      gemmRange(at, aRow, aCol, bt, bRow, bCol, bType, ct, cRow, cCol, i0, i1, j0, j1, k, acc,
+        work);
     }
   }
 }
@@ -150,9 +152,9 @@ function gemmRange(
 }
 
 /**
- * The MR x NR = 4 x 8 micro-kernel: 8 accumulators of f32x4 over kc steps of packed A (4 values
- * per step) and packed B (8 values per step), then C = acc (add 0) or C += acc (add 1). The loop
- * stays plain: unrolling it by hand made V8 hoist loads and spill registers.
+ * Computes one MR x NR = 4 x 8 tile in 8 f32x4 accumulators over kc steps of packed A (4 values
+ * per step) and packed B (8 values per step), then sets C = acc (add 0) or C += acc (add 1).
+ * The loop stays plain because unrolling it by hand made V8 hoist loads and spill registers.
  */
 function microKernel(kc: i32, pa: usize, pb: usize, c: usize, rowBytes: usize, add: i32): void {
   let c00 = f32x4.splat(0);
@@ -241,10 +243,16 @@ export function gemmWarmupBytes(): usize {
 
 /**
  * Runs `rounds` small products of every kind (each B dtype, both B layouts, GEMM and GEMV) on
- * each thread. V8 first runs wasm with its baseline compiler, at a fifth of the optimised speed,
+ * each thread. V8 first runs wasm with its baseline compiler, at about a fifth of the optimised speed,
  * and never switches a call in progress, so the engine calls this before real work.
  */
-export function gemmWarmup(scratch: usize, scratchStride: usize, rounds: i32, tid: i32, nt: i32): void {
+export function gemmWarmup(
+  scratch: usize,
+  scratchStride: usize,
+  rounds: i32,
+  tid: i32,
+  nt: i32,
+): void {
   const work = scratch + <usize>tid * scratchStride;
   const a = work + gemmScratchBytes(WARMUP_SIZE);
   const b = a + WARMUP_MATRIX_BYTES;
