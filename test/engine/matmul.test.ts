@@ -160,6 +160,22 @@ test("linear with a frozen bf16 weight gives no weight gradient", () => {
   }
 });
 
+test("linear with a frozen bf16 bias", () => {
+  const [rows, inF, outF] = [5, 6, 7];
+  const w = rounded(randomArray(inF * outF, 16), "bf16");
+  const b = rounded(randomArray(outF, 17), "bf16");
+  gradcheck(
+    ([x, weight, bias]) => linear(x, weight, bias, "outIn"),
+    ([x, weight, bias]) => linearF64(x, weight, bias, rows, inF, outF, "outIn"),
+    [
+      { data: randomArray(rows * inF, 18), shape: [rows, inF] },
+      { data: w, shape: [outF, inF], dtype: "bf16" },
+      { data: b, shape: [outF], dtype: "bf16" },
+    ],
+    { what: "linear bf16 bias" },
+  );
+});
+
 test("linear on larger rows matches reference", () => {
   // Exercises the packed GEMM (rows > 4) and the GEMV (rows <= 4) paths of both layouts.
   const [inF, outF] = [70, 45];

@@ -26,7 +26,8 @@ interface Product {
   n: number;
   k: number;
   batch: number;
-  batchShape: number[];
+  /** Shape of the result: a's batch dims, then M and N as the caller sees them. */
+  outShape: number[];
   a: GemmOperand;
   b: GemmOperand;
 }
@@ -42,7 +43,7 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
   expectDtype("matmul", "a", a, "f32");
   expectDtype("matmul", "b", b, "f32", "bf16", "f16");
   const p = describeProduct("matmul", a, b, transA, transB);
-  const out = Tensor.empty([...p.batchShape, p.m, p.n]);
+  const out = Tensor.empty(p.outShape);
   runProduct(p, b, out, false);
   return record(out, "matmul", [a, b], (g, needs) => [
     needs[0] ? gradLeft(p, a, b, g) : null,
@@ -53,7 +54,8 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
 /**
  * Applies a linear layer to x [..., in]: "outIn" weight [out, in] as in torch nn.Linear
  * (x W^T + b), or "inOut" weight [in, out] as in GPT-2's Conv1D (x W + b). bias is [out] or null.
- * The weight may be bf16 or f16 (frozen); x and bias are f32. Returns [..., out].
+ * x is f32. The weight and the bias may be bf16 or f16, as checkpoints store them; a bias
+ * gets an f32 gradient when it requires one. Returns [..., out].
  */
 export function linear(
   x: Tensor,
@@ -83,7 +85,7 @@ export function linear(
     );
   }
   if (bias !== null) {
-    expectDtype("linear", "bias", bias, "f32");
+    expectDtype("linear", "bias", bias, "f32", "bf16", "f16");
     if (bias.size !== outFeatures || bias.ndim !== 1) {
       throw new Error(
         `linear: bias must be [${outFeatures}] for weight ${formatShape(weight.shape)}, ` +
@@ -142,15 +144,18 @@ function describeProduct(
       );
     }
   }
-  return {
-    m,
-    n,
-    k,
-    batch: shapeSize(batchShape),
-    batchShape,
-    a: matrixOperand(a.offset, aRows, aCols, transA),
-    b: matrixOperand(b.offset, bRows, bCols, transB, !bShared),
-  };
+  const batch = shapeSize(batchShape);
+  const outShape = [...batchShape, m, n];
+  const bOperand = matrixOperand(b.offset, bRows, bCols, transB, !bShared);
+  if (bShared && !transA && batch > 1) {
+    // The batch items of an untransposed a are consecutive rows: one product with batch * M rows
+    // packs the shared b once.
+    const rows = batch * m;
+    const aOperand = matrixOperand(a.offset, rows, k);
+    return { m: rows, n, k, batch: 1, outShape, a: aOperand, b: bOperand };
+  }
+  const aOperand = matrixOperand(a.offset, aRows, aCols, transA);
+  return { m, n, k, batch, outShape, a: aOperand, b: bOperand };
 }
 
 // out (+)= op(a) op(b) with out a fresh [batch, M, N] tensor.
@@ -204,13 +209,8 @@ function gradRight(p: Product, a: Tensor, b: Tensor, g: Tensor): Tensor {
     });
     return db;
   }
-  if (p.a.col === 1 && p.a.batch === p.m * p.a.row) {
-    // Untransposed a: the batch items are consecutive rows, so the sum is one product with
-    // K = batch * M.
-    const rows = p.batch * p.m;
-    gemm({ a: aT, b: gOperand, bDtype: "f32", c: dbOperand, m: p.k, n: p.n, k: rows, batch: 1 });
-    return db;
-  }
+  // A shared b with a transposed, batched a (describeProduct merges an untransposed one into
+  // rows): sum the items' products into db one after another.
   for (let t = 0; t < p.batch; t++) {
     gemm({
       a: { ...aT, offset: aT.offset + t * p.a.batch * 4 },
@@ -247,6 +247,6 @@ function sumRows(g: Tensor, rows: number, cols: number): Tensor {
 // Copies bias [cols] into every row of out [rows, cols].
 function fillRows(out: Tensor, bias: Tensor, rows: number, cols: number): void {
   const dst = out.f32();
-  const src = bias.f32();
+  const src = bias.toFloat32Array();
   for (let r = 0; r < rows; r++) dst.set(src, r * cols);
 }
