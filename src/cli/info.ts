@@ -59,8 +59,7 @@ export function describeModel(dir: string, dtype: "auto" | "f32" | "bf16" = "aut
     const stored = storedTensors(checkpoint, dims);
     const storedDtypes: Record<string, number> = {};
     for (const t of stored) storedDtypes[t.dtype] = (storedDtypes[t.dtype] ?? 0) + 1;
-    const loadDtype =
-      dtype !== "auto" ? dtype : storedDtypes.BF16 ? "bf16" : storedDtypes.F16 ? "f16" : "f32";
+    const loadDtype = dtype === "auto" ? storedMatrixDtype(storedDtypes) : dtype;
     const matrixBytes = loadDtype === "f32" ? 4 : 2;
     let parameters = 0;
     let weightBytes = 0;
@@ -83,6 +82,13 @@ export function describeModel(dir: string, dtype: "auto" | "f32" | "bf16" = "aut
   } finally {
     checkpoint.close();
   }
+}
+
+/** Returns the dtype that loading with "auto" keeps, as loadModelFromDir chooses it. */
+function storedMatrixDtype(storedDtypes: Record<string, number>): "f32" | "bf16" | "f16" {
+  if (storedDtypes.BF16 !== undefined) return "bf16";
+  if (storedDtypes.F16 !== undefined) return "f16";
+  return "f32";
 }
 
 /** Returns the stored tensors the model reads: aliases and a redundant tied lm_head skipped. */

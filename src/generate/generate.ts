@@ -25,7 +25,7 @@ export interface GenerateOptions extends SamplingOptions {
   stopStrings?: readonly string[];
   /** Used for stop strings and for the text given to onText. */
   tokenizer?: TextTokenizer;
-  /** Id used to left-pad shorter prompts (default 0); padding is masked out. */
+  /** Id used to left-pad shorter prompts (default 0). Padding is masked out. */
   padTokenId?: number;
   /** Called with each row's new text as it is decoded (needs `tokenizer`). */
   onText?: (delta: string, row: number) => void;
@@ -55,7 +55,7 @@ interface RowState {
 /**
  * Generates continuations of `prompts` (each a non-empty list of token ids). Rows are
  * left-padded to one length and decoded together; each row's tokens equal what the prompt
- * gives alone. Calls endStep() after every step, so arena tensors the caller holds die.
+ * gives alone. Calls endStep() after every step, which frees every arena tensor, including the caller's.
  */
 export function generate(
   model: CausalLM,
@@ -180,7 +180,7 @@ function pickToken(
 ): number {
   const rowLogits = logits.slice(b * vocab, (b + 1) * vocab);
   options.onLogits?.(rowLogits.slice(), b, step);
-  // Repetition penalty sees the prompt and the generated tokens, but not the padding.
+  // The repetition penalty counts the prompt and the generated tokens, but not the padding.
   return chooseToken(rowLogits, [...row.prompt, ...row.generated], options, uniform);
 }
 

@@ -64,8 +64,8 @@ export class KVCache {
     }
     for (let b = 0; b < this.batch; b++) {
       for (let t = 0; t < tokens; t++) {
-        const real = mask === null ? 1 : mask[b * tokens + t] !== 0 ? 1 : 0;
-        this.mask[b * this.maxLength + this.length + t] = real;
+        const real = mask === null || mask[b * tokens + t] !== 0;
+        this.mask[b * this.maxLength + this.length + t] = real ? 1 : 0;
       }
     }
     this.pending = tokens;

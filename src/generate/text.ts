@@ -9,7 +9,7 @@ export type GenerateTextOptions = Omit<GenerateOptions, "tokenizer">;
 /**
  * Generates a continuation of each prompt. Prompts are encoded with the tokenizer's special
  * tokens (a BOS where the tokenizer adds one). EOS defaults to every EOS id the tokenizer
- * knows, and padding to its PAD id, else its EOS id.
+ * has, and padding to its PAD id, else its EOS id.
  */
 export function generateText(
   model: CausalLM,

@@ -19,8 +19,8 @@ export interface ForwardContext {
 
 /**
  * Builds the positions and key mask for one forward call. Real tokens get position
- * cumsum(mask) - 1 counted over the row, which is 0..T-1 without padding and skips left padding
- * as transformers' generate() does; padding tokens keep their index.
+ * cumsum(mask) - 1 over the row, as in transformers' generate(). That is 0..T-1 without padding
+ * and skips left padding. Padding tokens keep their index.
  */
 export function prepareForward(
   where: string,

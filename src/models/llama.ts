@@ -25,8 +25,6 @@ import { prepareForward, type ForwardContext } from "./context.js";
 import { ropeInvFreq } from "./rope.js";
 import type { ForwardOptions, ModelDims } from "./types.js";
 
-export const LLAMA_MODEL_TYPES = ["llama", "mistral", "qwen2"] as const;
-
 /** The config.json fields this implementation reads, with transformers' defaults filled in. */
 export interface LlamaConfig {
   model_type: string;
@@ -42,7 +40,7 @@ export interface LlamaConfig {
   tie_word_embeddings: boolean;
   attention_bias: boolean;
   mlp_bias: boolean;
-  /** Window of keys each query sees (Mistral, Qwen2 with use_sliding_window), or null. */
+  /** Number of recent keys each query attends to (Mistral, Qwen2 with use_sliding_window), or null. */
   sliding_window: number | null;
 }
 

@@ -14,7 +14,7 @@ export interface ModelDims {
   numKvHeads: number;
   headDim: number;
   intermediateSize: number;
-  /** Longest sequence the position scheme supports (learned tables); null when unbounded. */
+  /** Maximum sequence length of a learned position table, or null when positions are unbounded. */
   maxPositions: number | null;
   tieWordEmbeddings: boolean;
 }

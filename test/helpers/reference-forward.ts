@@ -221,9 +221,12 @@ function gpt2Forward(weights: Weights, c: Config, ids: number[]): Float64Array[]
   // Conv1D: weight [in, out], y = x W + b.
   const conv = (x: Float64Array, name: string, out: number): Float64Array =>
     affine(get(weights, `${name}.weight`), get(weights, `${name}.bias`), x, out, true);
+
   const wte = get(weights, "transformer.wte.weight");
   const wpe = get(weights, "transformer.wpe.weight");
-  let xs: Float64Array[] = ids.map((id, t) => wte.slice(id * C, (id + 1) * C).map((v, i) => v + wpe[t * C + i]));
+  let xs: Float64Array[] = ids.map((id, t) =>
+    wte.slice(id * C, (id + 1) * C).map((v, i) => v + wpe[t * C + i]),
+  );
   for (let l = 0; l < (c.n_layer as number); l++) {
     const p = `transformer.h.${l}.`;
     const qkv = xs.map((x) => conv(ln(x, `${p}ln_1`), `${p}attn.c_attn`, 3 * C));
@@ -234,12 +237,14 @@ function gpt2Forward(weights: Weights, c: Config, ids: number[]): Float64Array[]
       const v = qkv.map((x) => headSlice(x, 2 * C + h * D, D));
       attendHead(q, k, v, 1 / Math.sqrt(D), () => 0).forEach((o, t) => ctx[t].set(o, h * D));
     }
+
     xs = xs.map((x, t) => conv(ctx[t], `${p}attn.c_proj`, C).map((val, i) => val + x[i]));
     xs = xs.map((x) => {
       const up = conv(ln(x, `${p}ln_2`), `${p}mlp.c_fc`, inner).map(geluTanh);
       return conv(up, `${p}mlp.c_proj`, C).map((val, i) => val + x[i]);
     });
   }
+
   xs = xs.map((x) => ln(x, "transformer.ln_f"));
   return logitsFrom(weights, "transformer.wte.weight", xs, V);
 }
