@@ -4,6 +4,10 @@
 // hidden state per block, for the cost of one extra forward pass.
 import { backward, isGradEnabled, noGrad, record, withGrad } from "../engine/tape.js";
 import { Tensor } from "../engine/tensor.js";
+import { Rng } from "../engine/random.js";
+import { trainableParameters } from "../lora/adapters.js";
+import { findLoraState } from "../lora/state.js";
+import type { Module } from "../nn/module.js";
 
 /**
  * Runs `fn(...inputs)` without recording its intermediates, and records one node whose
@@ -15,14 +19,15 @@ import { Tensor } from "../engine/tensor.js";
  * nothing and its weights would never learn. Their gradients are accumulated into `.grad` by the
  * inner backward, so the outer node passes zeros for them.
  *
- * `fn` must compute the same values when rerun. NOTE: random ops inside `fn` (dropout) break
- * that unless their generator is rewound; `onRecompute` runs just before the rerun for that.
+ * `fn` must compute the same values when rerun, so random ops inside it (dropout) need their
+ * generator rewound: `onRecompute` runs just before the rerun, and the function it returns, if
+ * any, runs just after it.
  */
 export function checkpoint(
   fn: (...inputs: Tensor[]) => Tensor,
   inputs: readonly Tensor[],
   params: readonly Tensor[] = [],
-  onRecompute?: () => void,
+  onRecompute?: () => (() => void) | void,
 ): Tensor {
   const trainable = params.filter((p) => p.requiresGrad);
   const needsGraph = inputs.some((x) => x.needsGrad) || trainable.length > 0;
@@ -30,10 +35,15 @@ export function checkpoint(
 
   const out = noGrad(() => fn(...inputs));
   return record(out, "checkpoint", [...inputs, ...trainable], (gradOut, needs) => {
-    onRecompute?.();
+    const afterRecompute = onRecompute?.();
     const captured: (Tensor | null)[] = inputs.map(() => null);
     const detached = inputs.map((x, i) => detachCapturing(x, needs[i], (g) => (captured[i] = g)));
-    const recomputed = withGrad(() => fn(...detached));
+    let recomputed: Tensor;
+    try {
+      recomputed = withGrad(() => fn(...detached));
+    } finally {
+      afterRecompute?.();
+    }
     if (recomputed.needsGrad) backward(recomputed, gradOut);
 
     // An input that the output does not depend on gets a zero gradient.
@@ -63,4 +73,56 @@ function detachCapturing(x: Tensor, needsGrad: boolean, capture: (g: Tensor) => 
     };
   }
   return view;
+}
+
+/** A transformer block: a module whose forward maps hidden states to hidden states. */
+interface Block {
+  forward(x: Tensor, ...rest: never[]): Tensor;
+}
+
+function isBlock(module: Module): module is Module & Block {
+  return "forward" in module && typeof module.forward === "function";
+}
+
+// Block paths of the supported families: Llama "model.layers.N", GPT-2 "transformer.h.N",
+// BLOOM "transformer.h.N".
+const BLOCK_PATH = /(^|\.)(layers|h)\.\d+$/;
+
+/**
+ * Makes every transformer block of `model` run under checkpoint(): its forward keeps only the
+ * block input, and backward recomputes it. The block's trainable tensors (LoRA weights, trained
+ * biases) are found by their file keys, which contain the block path. The LoRA dropout generator
+ * is rewound for the recomputation so that it draws the same masks. Returns the block count.
+ */
+export function enableGradientCheckpointing(model: Module): number {
+  const named = trainableParameters(model);
+  const blocks: [string, Module & Block][] = [];
+  for (const [path, m] of model.namedModules()) {
+    if (BLOCK_PATH.test(path) && isBlock(m)) blocks.push([path, m]);
+  }
+  for (const [path, block] of blocks) {
+    const params = named.filter(([key]) => `.${key}`.includes(`.${path}.`)).map(([, t]) => t);
+    const original = block.forward.bind(block);
+    block.forward = (x: Tensor, ...rest: never[]): Tensor => {
+      const dropout = findLoraState(model)?.dropout ?? null;
+      const before = dropout?.rng?.state() ?? null;
+      const rewind = () => {
+        if (dropout === null || dropout.rng === null || before === null) return;
+        const after = dropout.rng.state();
+        dropout.rng = Rng.fromState(before);
+        const rng = dropout.rng;
+        return () => {
+          if (dropout.rng === rng) dropout.rng = Rng.fromState(after);
+        };
+      };
+      return checkpoint((input) => original(input, ...rest), [x], params, rewind);
+    };
+  }
+  if (blocks.length === 0) {
+    throw new Error(
+      "enableGradientCheckpointing: no transformer blocks found (module paths ending in " +
+        "layers.N or h.N); this architecture does not support gradient checkpointing yet",
+    );
+  }
+  return blocks.length;
 }

@@ -1,0 +1,109 @@
+// `tslora eval`: loss and perplexity of a model (with or without an adapter) on a dataset, and
+// for SQuAD data the exact match and F1 of greedily generated answers, optionally side by side
+// with the base model's answers.
+import { resolve } from "node:path";
+import type { FieldsSample } from "../data/types.js";
+import { compareWithBase, formatComparison } from "../eval/compare.js";
+import { evaluateLoss } from "../eval/loss.js";
+import { evaluateSquad, squadPrompts } from "../eval/squad.js";
+import { setThreads } from "../kernels/pool.js";
+import { loadAdapter } from "../lora/adapter-io.js";
+import { loadModel, type LoadDType } from "../models/index.js";
+import { readSplits, resolveTemplate, tokenizeSplit } from "./train-data.js";
+import { EVAL_OPTIONS, formatHelp, parseOptions, UsageError } from "./train-options.js";
+
+const USAGE = "tslora eval --model <dir|id> --data <path|id> [--adapter <dir>] [options]";
+const SUMMARY =
+  "Evaluates loss and perplexity, and SQuAD exact match and F1 for SQuAD data, of a model " +
+  "with or without a LoRA adapter.";
+
+/** Runs `tslora eval` with the arguments after the verb; resolves to the exit status. */
+export async function runEval(argv: readonly string[]): Promise<number> {
+  const values = parseOptions("eval", argv, EVAL_OPTIONS);
+  if (values === null) {
+    console.log(formatHelp(USAGE, SUMMARY, EVAL_OPTIONS));
+    return 0;
+  }
+  if (values.threads !== undefined) setThreads(Number(values.threads));
+  const templateArg = values.template === undefined ? undefined : String(values.template);
+  const template = resolveTemplate(templateArg);
+  const seed = Number(values.seed);
+  const splits = await readSplits({
+    data: String(values.data),
+    valData: values["val-data"] === undefined ? undefined : String(values["val-data"]),
+    valFraction: Number(values["val-fraction"]),
+    seed,
+    template,
+  });
+  const split = String(values.split);
+  const samples =
+    split === "train"
+      ? splits.train
+      : split === "validation"
+        ? splits.validation
+        : [...splits.train, ...splits.validation];
+
+  const { model, tokenizer, dir } = await loadModel(String(values.model), {
+    dtype: String(values.dtype) as LoadDType,
+  });
+  const adapter = values.adapter === undefined ? null : resolve(String(values.adapter));
+  if (adapter !== null) loadAdapter(model, adapter);
+  const print = (line: string) => process.stdout.write(line + "\n");
+  print(`model: ${dir}${adapter === null ? " (no adapter)" : `, adapter ${adapter}`}`);
+  print(`data: ${splits.source.description}, split ${split}: ${samples.length} samples`);
+
+  const maxLength = Number(values["max-length"]);
+  const tokenized = tokenizeSplit(split, samples, tokenizer, {
+    maxLength,
+    maskPrompt: values["mask-prompt"] === true,
+    template,
+  });
+  print(tokenized.line);
+  const loss = evaluateLoss(model, tokenized.examples, {
+    batchSize: Number(values["batch-size"]),
+    padTokenId: tokenizer.padTokenId ?? tokenizer.eosTokenId ?? 0,
+  });
+  print(
+    `loss ${loss.loss.toFixed(4)} | perplexity ${loss.perplexity.toFixed(3)} | ` +
+      `${loss.tokens} tokens in ${loss.examples} examples`,
+  );
+  if (splits.source.kind !== "squad") return 0;
+
+  const maxNewTokens = Number(values["max-new-tokens"]);
+  const limit =
+    values["max-questions"] === undefined ? samples.length : Number(values["max-questions"]);
+  const fieldSamples = samples
+    .slice(0, limit)
+    .filter((s): s is FieldsSample => s.kind === "fields");
+  const prompts = squadPrompts(fieldSamples, splits.source.answersById, tokenizer, {
+    maxLength,
+    maxNewTokens,
+    template,
+  });
+  const compareCount = Number(values["compare-base"]);
+  if (compareCount > 0) {
+    if (adapter === null) {
+      throw new UsageError("--compare-base needs --adapter: it compares the base model with it");
+    }
+    const comparison = compareWithBase(model, tokenizer, prompts, {
+      maxNewTokens,
+      shown: compareCount,
+    });
+    print(formatComparison(comparison));
+    return 0;
+  }
+  const { report, predictions } = evaluateSquad(model, tokenizer, prompts, { maxNewTokens });
+  print(
+    `SQuAD: exact match ${report.exactMatch.toFixed(2)} | F1 ${report.f1.toFixed(2)} | ` +
+      `${report.total} questions`,
+  );
+  const shown = Math.min(Number(values.samples), predictions.length);
+  for (let i = 0; i < shown; i++) {
+    const p = predictions[i];
+    print(`  Q: ${prompts[i].question}`);
+    print(
+      `     predicted: ${JSON.stringify(p.prediction)} | gold: ${JSON.stringify(p.answers[0] ?? "")}`,
+    );
+  }
+  return 0;
+}

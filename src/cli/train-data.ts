@@ -1,0 +1,137 @@
+// Data preparation shared by `tslora train` and `tslora eval`: reads --data (and --val-data),
+// splits off validation by article or group, and tokenizes both sides with one template.
+import { existsSync, readdirSync, statSync } from "node:fs";
+import { loadDataset } from "../data/load.js";
+import { splitByGroup } from "../data/split.js";
+import { parseTemplate, SQUAD_TEMPLATE, type PromptTemplate } from "../data/template.js";
+import { tokenizeSamples, type TokenizedExample, type TokenizeReport } from "../data/tokenize.js";
+import type { Sample } from "../data/types.js";
+import type { TextTokenizer } from "../io/tokenizer.js";
+import { UsageError } from "./train-options.js";
+
+/** Samples read from one --data argument. */
+export interface DataSource {
+  /** "squad" for SQuAD questions (JSON or Hub rows), "jsonl" otherwise. */
+  kind: "squad" | "jsonl";
+  samples: Sample[];
+  /** A validation file found beside the training file (valid.jsonl in a data folder). */
+  validation: Sample[] | null;
+  /** Every gold answer by question id (SQuAD only), for exact match and F1. */
+  answersById: Map<string, string[]>;
+  /** One line for the resolved-config printout. */
+  description: string;
+}
+
+/** Resolves --template: a preset name or a template text with an {answer} slot. */
+export function resolveTemplate(value: string | undefined): PromptTemplate | undefined {
+  if (value === undefined || value === "prompt-completion") return undefined;
+  if (value === "squad") return parseTemplate(SQUAD_TEMPLATE);
+  try {
+    return parseTemplate(value);
+  } catch (err) {
+    throw new UsageError(`--template: ${(err as Error).message}`);
+  }
+}
+
+// Validation file names that a data folder may contain beside train.* (mlx-lm uses valid.jsonl).
+const VALIDATION_FILES = ["valid", "validation", "dev"].flatMap((name) =>
+  [".jsonl", ".json", ".parquet"].map((extension) => name + extension),
+);
+
+/**
+ * Reads --data or --val-data with the data module's loader: a SQuAD .json file, a .jsonl or
+ * .parquet file, a folder with train.jsonl (and valid.jsonl), or a Hub dataset id.
+ */
+export async function readDataSource(
+  arg: string,
+  template: PromptTemplate | undefined,
+): Promise<DataSource> {
+  const fields = template !== undefined && template.source !== SQUAD_TEMPLATE;
+  const loaded = await loadDataset(arg, { fields });
+  const isFolder = existsSync(arg) && statSync(arg).isDirectory();
+  const hasValidation = isFolder && readdirSync(arg).some((f) => VALIDATION_FILES.includes(f));
+  const validation = hasValidation
+    ? (await loadDataset(arg, { fields, split: "validation" })).samples
+    : null;
+  const answersById = new Map(
+    (loaded.questions ?? []).map((q) => [q.id, q.answers.map((a) => a.text)]),
+  );
+  const skipped =
+    loaded.skippedImpossible > 0
+      ? `, ${loaded.skippedImpossible} impossible questions skipped`
+      : "";
+  return {
+    kind: loaded.questions !== null ? "squad" : "jsonl",
+    samples: loaded.samples,
+    validation,
+    answersById,
+    description: `${loaded.files.join(", ")} (${loaded.format}, ${loaded.samples.length} samples${skipped})`,
+  };
+}
+
+export interface DataSplits {
+  source: DataSource;
+  train: Sample[];
+  validation: Sample[];
+  /** Description of the validation samples, for the printout. */
+  validationDescription: string;
+}
+
+/** Reads --data and --val-data and separates the validation samples. */
+export async function readSplits(options: {
+  data: string;
+  valData?: string;
+  valFraction: number;
+  seed: number;
+  template: PromptTemplate | undefined;
+}): Promise<DataSplits> {
+  const source = await readDataSource(options.data, options.template);
+  if (options.valData !== undefined) {
+    const val = await readDataSource(options.valData, options.template);
+    for (const [id, answers] of val.answersById) source.answersById.set(id, answers);
+    return {
+      source,
+      train: source.samples,
+      validation: val.samples,
+      validationDescription: val.description,
+    };
+  }
+  if (source.validation !== null) {
+    return {
+      source,
+      train: source.samples,
+      validation: source.validation,
+      validationDescription: "valid.jsonl of the data folder",
+    };
+  }
+  const { train, validation } = splitByGroup(source.samples, {
+    validationFraction: options.valFraction,
+    seed: options.seed,
+  });
+  const groups = [...new Set(validation.map((s) => s.group))];
+  const shown = groups.length > 3 ? `${groups.slice(0, 3).join("; ")}; ...` : groups.join("; ");
+  return {
+    source,
+    train,
+    validation,
+    validationDescription: `${validation.length} samples in ${groups.length} group(s) held out (${shown})`,
+  };
+}
+
+/** Tokenizes samples and formats the truncation report line. */
+export function tokenizeSplit(
+  name: string,
+  samples: readonly Sample[],
+  tokenizer: TextTokenizer,
+  options: { maxLength: number; maskPrompt: boolean; template: PromptTemplate | undefined },
+): { examples: TokenizedExample[]; report: TokenizeReport; line: string } {
+  const { examples, report } = tokenizeSamples(samples, tokenizer, options);
+  const dropped =
+    report.dropped > 0
+      ? `, ${report.dropped} dropped as too long (first: ${report.droppedOrigins[0]})`
+      : "";
+  const line =
+    `${name}: ${report.examples} examples, ${report.tokens} tokens (${report.learnedTokens} ` +
+    `learned), ${report.truncated} truncated to ${report.maxLength} tokens${dropped}`;
+  return { examples, report, line };
+}

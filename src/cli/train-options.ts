@@ -1,0 +1,406 @@
+// Command-line options of `tslora train` and `tslora eval`: one table per verb with each
+// option's type, default and help text, a parser over node:util's parseArgs that converts and
+// checks values, and the help formatter. Defaults are defined here once.
+import { parseArgs } from "node:util";
+
+export type OptionType = "string" | "number" | "integer" | "boolean";
+
+export interface OptionSpec {
+  name: string;
+  type: OptionType;
+  /** Text shown after the option name, for example "<tokens>". */
+  value?: string;
+  help: string;
+  default?: string | number | boolean;
+  /** Text for the default when it is computed from other options. */
+  defaultText?: string;
+  choices?: readonly string[];
+  required?: boolean;
+  /** Smallest accepted value for numbers. */
+  min?: number;
+}
+
+export type OptionValues = Record<string, string | number | boolean | undefined>;
+
+const DATA_HELP =
+  "a SQuAD JSON file (v1.1 or v2.0), a JSONL file ({text}, {prompt, completion} or " +
+  "{messages} per line), a folder with train.jsonl (and valid.jsonl), or a Hub dataset id";
+
+/** Options shared by train and eval that select and prepare the data. */
+const DATA_OPTIONS: OptionSpec[] = [
+  {
+    name: "model",
+    type: "string",
+    value: "<dir|id>",
+    required: true,
+    help: "Model folder or Hub id (owner/name[@revision]).",
+  },
+  { name: "data", type: "string", value: "<path|id>", required: true, help: `Data: ${DATA_HELP}.` },
+  {
+    name: "val-data",
+    type: "string",
+    value: "<path|id>",
+    defaultText: "none, so --val-fraction of --data is held out (or valid.jsonl of a data folder)",
+    help: "Validation data in the same formats.",
+  },
+  {
+    name: "val-fraction",
+    type: "number",
+    value: "<fraction>",
+    default: 0.1,
+    help: "Share of --data held out for validation when --val-data is absent. Whole SQuAD articles (or JSONL groups) stay on one side, so at least one article is held out.",
+  },
+  {
+    name: "template",
+    type: "string",
+    value: "<name|text>",
+    default: "squad",
+    help: 'Prompt template for SQuAD and field data: "squad" (Context/Question/Answer sections), "prompt-completion", or a template text with {field} slots and one {answer} slot.',
+  },
+  {
+    name: "mask-prompt",
+    type: "boolean",
+    default: true,
+    help: "Learn only the answer (completion) tokens; --no-mask-prompt learns the prompt too.",
+  },
+  {
+    name: "max-length",
+    type: "integer",
+    value: "<tokens>",
+    default: 512,
+    min: 2,
+    help: "Maximum tokens per example, EOS included; longer SQuAD contexts are shortened around the answer.",
+  },
+  {
+    name: "seed",
+    type: "integer",
+    value: "<n>",
+    default: 42,
+    min: 0,
+    help: "Seed for the validation split, shuffling, LoRA initialisation and dropout.",
+  },
+  {
+    name: "threads",
+    type: "integer",
+    value: "<n>",
+    min: 1,
+    defaultText: "the number of CPU cores, or TSLORA_THREADS",
+    help: "Worker threads for the kernels.",
+  },
+  {
+    name: "dtype",
+    type: "string",
+    value: "<type>",
+    default: "auto",
+    choices: ["auto", "f32", "bf16"],
+    help: "Storage type of the frozen weights (auto keeps the checkpoint's). Compute is f32.",
+  },
+];
+
+export const TRAIN_OPTIONS: OptionSpec[] = [
+  ...DATA_OPTIONS,
+  {
+    name: "out",
+    type: "string",
+    value: "<dir>",
+    required: true,
+    help: "Output folder: the adapter in PEFT format, checkpoints/, metrics.jsonl and train_config.json.",
+  },
+  {
+    name: "resume",
+    type: "boolean",
+    default: false,
+    help: "Continue from the latest checkpoint in --out with the same settings.",
+  },
+  {
+    name: "batch-size",
+    type: "integer",
+    value: "<examples>",
+    default: 4,
+    min: 1,
+    help: "Examples per micro-batch.",
+  },
+  {
+    name: "grad-accum",
+    type: "integer",
+    value: "<micro-batches>",
+    default: 1,
+    min: 1,
+    help: "Micro-batches per optimizer step; the effective batch is batch-size x grad-accum.",
+  },
+  {
+    name: "steps",
+    type: "integer",
+    value: "<steps>",
+    min: 1,
+    defaultText: "--epochs worth of steps",
+    help: "Optimizer steps to train.",
+  },
+  {
+    name: "epochs",
+    type: "number",
+    value: "<epochs>",
+    default: 1,
+    help: "Passes over the training data, used when --steps is absent.",
+  },
+  {
+    name: "lr",
+    type: "number",
+    value: "<rate>",
+    default: 2e-4,
+    help: "Peak learning rate. 2e-4 is the usual LoRA rate for models of 100M parameters and up; tiny models (under 10M, such as TinyStories-656K) learn faster at 1e-3.",
+  },
+  {
+    name: "schedule",
+    type: "string",
+    value: "<kind>",
+    default: "cosine",
+    choices: ["cosine", "linear", "constant"],
+    help: "Learning-rate decay after the warmup.",
+  },
+  {
+    name: "warmup",
+    type: "integer",
+    value: "<steps>",
+    min: 0,
+    defaultText: "5% of the steps, rounded down",
+    help: "Optimizer steps of linear warmup from 0 to --lr.",
+  },
+  {
+    name: "min-lr-ratio",
+    type: "number",
+    value: "<fraction>",
+    default: 0,
+    help: "Final learning rate of the cosine or linear decay, as a fraction of --lr.",
+  },
+  {
+    name: "weight-decay",
+    type: "number",
+    value: "<rate>",
+    default: 0,
+    help: "AdamW decoupled weight decay on the LoRA weights (PEFT's Trainer default is 0).",
+  },
+  {
+    name: "max-grad-norm",
+    type: "number",
+    value: "<norm>",
+    default: 1,
+    help: "Clip the gradient's L2 norm to this value; 0 disables clipping.",
+  },
+  { name: "r", type: "integer", value: "<rank>", default: 8, min: 1, help: "LoRA rank." },
+  {
+    name: "alpha",
+    type: "number",
+    value: "<alpha>",
+    default: 16,
+    help: "LoRA alpha; the update is scaled by alpha / r (2 with the defaults).",
+  },
+  {
+    name: "dropout",
+    type: "number",
+    value: "<p>",
+    default: 0.05,
+    help: "Dropout probability on the LoRA path during training.",
+  },
+  {
+    name: "target-modules",
+    type: "string",
+    value: "<names>",
+    defaultText: "the model family's PEFT default (q_proj,v_proj for Llama)",
+    help: 'Comma-separated module names to adapt, or "all-linear".',
+  },
+  {
+    name: "eval-every",
+    type: "integer",
+    value: "<steps>",
+    default: 50,
+    min: 0,
+    help: "Validation loss every this many optimizer steps and at the end; 0 only at the end.",
+  },
+  {
+    name: "save-every",
+    type: "integer",
+    value: "<steps>",
+    default: 100,
+    min: 0,
+    help: "Checkpoint every this many optimizer steps and at the end; 0 only at the end.",
+  },
+  {
+    name: "keep-checkpoints",
+    type: "integer",
+    value: "<n>",
+    default: 2,
+    min: 1,
+    help: "Newest checkpoints kept in --out/checkpoints.",
+  },
+  {
+    name: "grad-checkpointing",
+    type: "boolean",
+    default: false,
+    help: "Recompute each transformer block in backward: less memory, about 30% more compute.",
+  },
+];
+
+export const EVAL_OPTIONS: OptionSpec[] = [
+  ...DATA_OPTIONS,
+  {
+    name: "adapter",
+    type: "string",
+    value: "<dir>",
+    defaultText: "none: the base model is evaluated",
+    help: "PEFT adapter folder to evaluate (a `tslora train` --out folder works).",
+  },
+  {
+    name: "split",
+    type: "string",
+    value: "<split>",
+    default: "validation",
+    choices: ["validation", "train", "all"],
+    help: "Which part of --data to evaluate; use the --val-fraction and --seed of the training run. --val-data, when given, is the validation split.",
+  },
+  {
+    name: "batch-size",
+    type: "integer",
+    value: "<examples>",
+    default: 8,
+    min: 1,
+    help: "Examples per batch for the loss.",
+  },
+  {
+    name: "max-new-tokens",
+    type: "integer",
+    value: "<tokens>",
+    default: 32,
+    min: 1,
+    help: "Maximum tokens generated per SQuAD answer; generation also stops at a newline or EOS.",
+  },
+  {
+    name: "max-questions",
+    type: "integer",
+    value: "<n>",
+    min: 1,
+    defaultText: "all",
+    help: "Evaluate SQuAD EM/F1 on the first n questions only.",
+  },
+  {
+    name: "compare-base",
+    type: "integer",
+    value: "<n>",
+    default: 0,
+    min: 0,
+    help: "Print the base model's and the adapted model's answers side by side for n questions, with EM/F1 for both.",
+  },
+  {
+    name: "samples",
+    type: "integer",
+    value: "<n>",
+    default: 5,
+    min: 0,
+    help: "Number of predicted answers printed beside the gold ones after the scores.",
+  },
+];
+
+/** Formats the option list for --help, one option per paragraph. */
+export function formatHelp(usage: string, summary: string, specs: readonly OptionSpec[]): string {
+  const lines = [`Usage: ${usage}`, "", summary, "", "Options:"];
+  for (const spec of specs) {
+    const flag =
+      spec.type === "boolean" ? `--${spec.name}` : `--${spec.name} ${spec.value ?? "<value>"}`;
+    let text = spec.help;
+    if (spec.choices) text += ` One of: ${spec.choices.join(", ")}.`;
+    if (spec.required) text += " Required.";
+    else if (spec.defaultText !== undefined) text += ` Default: ${spec.defaultText}.`;
+    else if (spec.default !== undefined) text += ` Default: ${String(spec.default)}.`;
+    lines.push(`  ${flag}`, ...wrap(text, 92).map((line) => `      ${line}`));
+  }
+  lines.push("  --help", "      Print this help.");
+  return lines.join("\n");
+}
+
+function wrap(text: string, width: number): string[] {
+  const out: string[] = [];
+  let line = "";
+  for (const word of text.split(" ")) {
+    if (line !== "" && line.length + 1 + word.length > width) {
+      out.push(line);
+      line = word;
+    } else line = line === "" ? word : `${line} ${word}`;
+  }
+  if (line !== "") out.push(line);
+  return out;
+}
+
+/** Thrown for a bad command line; the CLI prints the message and exits with status 2. */
+export class UsageError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "UsageError";
+  }
+}
+
+/**
+ * Parses `argv` against `specs`: converts numbers, checks choices, minimums and required
+ * options, and fills in the defaults. Returns null when --help was given.
+ */
+export function parseOptions(
+  verb: string,
+  argv: readonly string[],
+  specs: readonly OptionSpec[],
+): OptionValues | null {
+  const config: Record<string, { type: "string" | "boolean" }> = { help: { type: "boolean" } };
+  for (const spec of specs) {
+    config[spec.name] = { type: spec.type === "boolean" ? "boolean" : "string" };
+    if (spec.type === "boolean") config[`no-${spec.name}`] = { type: "boolean" };
+  }
+  let parsed: ReturnType<typeof parseArgs>;
+  try {
+    parsed = parseArgs({ args: [...argv], options: config, strict: true, allowPositionals: false });
+  } catch (err) {
+    throw new UsageError(`tslora ${verb}: ${(err as Error).message}. Run tslora ${verb} --help.`);
+  }
+  const raw = parsed.values as Record<string, string | boolean | undefined>;
+  if (raw.help === true) return null;
+
+  const values: OptionValues = {};
+  const missing: string[] = [];
+  for (const spec of specs) {
+    let value: string | number | boolean | undefined;
+    if (spec.type === "boolean") {
+      if (raw[`no-${spec.name}`] === true) value = false;
+      else value = raw[spec.name] === true ? true : spec.default;
+    } else {
+      const text = raw[spec.name] as string | undefined;
+      value = text === undefined ? spec.default : convert(verb, spec, text);
+    }
+    if (value === undefined && spec.required) missing.push(`--${spec.name}`);
+    values[spec.name] = value;
+  }
+  if (missing.length > 0) {
+    throw new UsageError(
+      `tslora ${verb}: missing required option${missing.length > 1 ? "s" : ""} ${missing.join(", ")}. ` +
+        `Run tslora ${verb} --help.`,
+    );
+  }
+  return values;
+}
+
+function convert(verb: string, spec: OptionSpec, text: string): string | number {
+  const where = `tslora ${verb}: --${spec.name}`;
+  if (spec.type === "string") {
+    if (spec.choices && !spec.choices.includes(text)) {
+      throw new UsageError(`${where} must be one of ${spec.choices.join(", ")}, got "${text}"`);
+    }
+    return text;
+  }
+  const value = Number(text);
+  if (text.trim() === "" || !Number.isFinite(value)) {
+    throw new UsageError(`${where} must be a number, got "${text}"`);
+  }
+  if (spec.type === "integer" && !Number.isInteger(value)) {
+    throw new UsageError(`${where} must be a whole number, got "${text}"`);
+  }
+  if (spec.min !== undefined && value < spec.min) {
+    throw new UsageError(`${where} must be >= ${spec.min}, got ${text}`);
+  }
+  return value;
+}

@@ -1,0 +1,214 @@
+// `tslora train`: LoRA fine-tuning from the command line. Every input is read and checked before
+// the output folder is touched, so a bad option or dataset leaves no half-written output.
+import { existsSync, mkdirSync, readdirSync, statSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { Rng } from "../engine/random.js";
+import { writeFileAtomic } from "../io/atomic.js";
+import { setThreads } from "../kernels/pool.js";
+import { familyDefaultTargets } from "../lora/config.js";
+import { applyLora } from "../lora/inject.js";
+import { trainableParametersReport } from "../lora/report.js";
+import { loadModel, type LoadDType } from "../models/index.js";
+import { LATEST_FILE } from "../train/checkpoint-store.js";
+import { fineTune } from "../train/fine-tune.js";
+import type { ScheduleKind } from "../train/schedule.js";
+import { NonFiniteLossError } from "../train/trainer.js";
+import { readSplits, resolveTemplate, tokenizeSplit } from "./train-data.js";
+import {
+  formatHelp,
+  parseOptions,
+  TRAIN_OPTIONS,
+  UsageError,
+  type OptionValues,
+} from "./train-options.js";
+
+const USAGE = "tslora train --model <dir|id> --data <path|id> --out <dir> [options]";
+const SUMMARY = "Fine-tunes a LoRA adapter on a causal language model and saves it in PEFT format.";
+
+export const TRAIN_CONFIG_FILE = "train_config.json";
+
+/** Checks --out before anything is written: it must be a folder, and a new run needs it empty. */
+export function checkOutputFolder(out: string, resume: boolean): void {
+  if (existsSync(out) && !statSync(out).isDirectory()) {
+    throw new UsageError(`--out ${out} is a file; give the path of a folder (new or existing)`);
+  }
+  const latest = join(out, "checkpoints", LATEST_FILE);
+  if (resume && !existsSync(latest)) {
+    throw new UsageError(
+      `--resume: no checkpoint in ${join(out, "checkpoints")} (no ${LATEST_FILE} file); ` +
+        `run without --resume to start a new run`,
+    );
+  }
+  if (!resume && existsSync(out) && readdirSync(out).length > 0) {
+    throw new UsageError(
+      `--out ${out} is not empty; pass --resume to continue the run in it, or choose a new folder`,
+    );
+  }
+}
+
+function str(values: OptionValues, name: string): string | undefined {
+  const v = values[name];
+  return v === undefined ? undefined : String(v);
+}
+
+function num(values: OptionValues, name: string): number | undefined {
+  const v = values[name];
+  return v === undefined ? undefined : Number(v);
+}
+
+/** Runs `tslora train` with the arguments after the verb; resolves to the exit status. */
+export async function runTrain(argv: readonly string[]): Promise<number> {
+  const values = parseOptions("train", argv, TRAIN_OPTIONS);
+  if (values === null) {
+    console.log(formatHelp(USAGE, SUMMARY, TRAIN_OPTIONS));
+    return 0;
+  }
+  const out = resolve(String(values.out));
+  const resume = values.resume === true;
+  checkOutputFolder(out, resume);
+  const threads = num(values, "threads");
+  if (threads !== undefined) setThreads(threads);
+
+  const seed = Number(values.seed);
+  const template = resolveTemplate(str(values, "template"));
+  const splits = await readSplits({
+    data: String(values.data),
+    valData: str(values, "val-data"),
+    valFraction: Number(values["val-fraction"]),
+    seed,
+    template,
+  });
+
+  const { model, tokenizer, dir } = await loadModel(String(values.model), {
+    dtype: String(values.dtype) as LoadDType,
+  });
+  const tokenizeOptions = {
+    maxLength: Number(values["max-length"]),
+    maskPrompt: values["mask-prompt"] === true,
+    template,
+  };
+  const train = tokenizeSplit("train", splits.train, tokenizer, tokenizeOptions);
+  const validation = tokenizeSplit("validation", splits.validation, tokenizer, tokenizeOptions);
+
+  const batchSize = Number(values["batch-size"]);
+  const gradAccum = Number(values["grad-accum"]);
+  const batchesPerEpoch = Math.ceil(train.examples.length / batchSize);
+  const steps =
+    num(values, "steps") ??
+    Math.max(1, Math.ceil((batchesPerEpoch * Number(values.epochs)) / gradAccum));
+  const warmup = num(values, "warmup") ?? Math.floor(0.05 * steps);
+  if (warmup > steps) {
+    throw new UsageError(`--warmup ${warmup} is more than the ${steps} training steps`);
+  }
+  const maxGradNorm = Number(values["max-grad-norm"]);
+  const targets = str(values, "target-modules");
+  const loraInput = {
+    r: Number(values.r),
+    lora_alpha: Number(values.alpha),
+    lora_dropout: Number(values.dropout),
+    target_modules:
+      targets === undefined
+        ? [...familyDefaultTargets(model.modelType)]
+        : targets === "all-linear"
+          ? "all-linear"
+          : targets.split(",").map((t) => t.trim()),
+    base_model_name_or_path: String(values.model),
+  };
+  applyLora(model, loraInput, { rng: new Rng(seed) });
+
+  // The settings that shape the run: a resumed run must use the same ones.
+  const settings = {
+    model: String(values.model),
+    data: String(values.data),
+    valData: str(values, "val-data") ?? null,
+    valFraction: Number(values["val-fraction"]),
+    template: str(values, "template") ?? null,
+    maskPrompt: tokenizeOptions.maskPrompt,
+    maxLength: tokenizeOptions.maxLength,
+    batchSize,
+    gradAccum,
+    steps,
+    lr: Number(values.lr),
+    schedule: String(values.schedule),
+    warmup,
+    minLrRatio: Number(values["min-lr-ratio"]),
+    weightDecay: Number(values["weight-decay"]),
+    maxGradNorm,
+    lora: loraInput,
+    seed,
+  };
+  const log = (line: string) => process.stderr.write(line + "\n");
+  log(`tslora train: model ${dir} (${model.modelType}, weights ${model.weightDtype})`);
+  log(`data: ${splits.source.description}`);
+  log(`validation: ${splits.validationDescription}`);
+  log(train.line);
+  log(validation.line);
+  log(
+    `config: ${JSON.stringify({ ...settings, evalEvery: values["eval-every"], saveEvery: values["save-every"], gradCheckpointing: values["grad-checkpointing"], threads: threads ?? "default" })}`,
+  );
+  log(trainableParametersReport(model));
+
+  mkdirSync(out, { recursive: true });
+  writeFileAtomic(join(out, TRAIN_CONFIG_FILE), JSON.stringify(settings, null, 2) + "\n");
+
+  const controller = new AbortController();
+  let interrupts = 0;
+  const onSigint = () => {
+    interrupts++;
+    if (interrupts > 1) {
+      log("second interrupt: exiting without saving");
+      process.exit(130);
+    }
+    log("interrupt: saving a checkpoint after this step (Ctrl-C again quits without saving)");
+    controller.abort();
+  };
+  process.on("SIGINT", onSigint);
+  try {
+    const result = await fineTune({
+      model,
+      train: train.examples,
+      validation: validation.examples,
+      padTokenId: tokenizer.padTokenId ?? tokenizer.eosTokenId ?? 0,
+      batchSize,
+      gradAccum,
+      steps,
+      lr: Number(values.lr),
+      schedule: String(values.schedule) as ScheduleKind,
+      warmupSteps: warmup,
+      minLrRatio: Number(values["min-lr-ratio"]),
+      weightDecay: Number(values["weight-decay"]),
+      maxGradNorm: maxGradNorm > 0 ? maxGradNorm : null,
+      evalEvery: Number(values["eval-every"]),
+      saveEvery: Number(values["save-every"]),
+      keepCheckpoints: Number(values["keep-checkpoints"]),
+      outDir: out,
+      resume,
+      seed,
+      gradientCheckpointing: values["grad-checkpointing"] === true,
+      settings,
+      signal: controller.signal,
+      log,
+    });
+    if (result.reason === "aborted") {
+      log(`stopped at step ${result.step}; continue with the same command and --resume`);
+      return 130;
+    }
+    const last = result.validations[result.validations.length - 1];
+    const first = result.validations[0];
+    if (first !== undefined && last !== undefined) {
+      log(
+        `validation loss ${first.valLoss.toFixed(4)} (step ${first.step}) -> ${last.valLoss.toFixed(4)} (step ${last.step})`,
+      );
+    }
+    log(`adapter saved to ${result.adapterDir} (PEFT format)`);
+    return 0;
+  } catch (err) {
+    if (err instanceof NonFiniteLossError) {
+      log(err.message);
+      return 1;
+    }
+    throw err;
+  } finally {
+    process.off("SIGINT", onSigint);
+  }
+}

@@ -1,0 +1,244 @@
+// LoRA fine-tuning as one library call: builds the optimizer, the batch stream, validation and
+// the checkpoint files around trainLoop, and saves the final adapter in PEFT format.
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import type { Tensor } from "../engine/index.js";
+import { BatchIterator, type Batch } from "../data/batches.js";
+import type { TokenizedExample } from "../data/tokenize.js";
+import { decodeToFloat32 } from "../io/dtypes.js";
+import { readSafetensors, writeSafetensors } from "../io/safetensors.js";
+import { ADAPTER_WEIGHTS_FILE, saveAdapter } from "../lora/adapter-io.js";
+import { trainableParameters } from "../lora/adapters.js";
+import { findLoraState } from "../lora/state.js";
+import { Rng, type RngState } from "../engine/random.js";
+import type { CausalLM } from "../models/types.js";
+import { batchLoss, countTargets, evaluateLoss } from "../eval/loss.js";
+import { AdamW, clipGradNorm, gradNorm } from "../engine/optim.js";
+import { CheckpointStore, type CheckpointParts } from "./checkpoint-store.js";
+import { enableGradientCheckpointing } from "./checkpointing.js";
+import { MetricsLog } from "./progress.js";
+import type { ScheduleKind } from "./schedule.js";
+import {
+  trainLoop,
+  type BatchSource,
+  type StatefulRng,
+  type TrainLoopOptions,
+  type TrainResult,
+} from "./trainer.js";
+import type { StepMetrics, ValidationMetrics } from "./progress.js";
+
+export const OPTIMIZER_FILE = "optimizer.safetensors";
+
+export interface FineTuneOptions {
+  /** A model with an active, trainable LoRA adapter (applyLora or loadAdapter). */
+  model: CausalLM;
+  train: readonly TokenizedExample[];
+  validation?: readonly TokenizedExample[] | null;
+  padTokenId: number;
+  batchSize: number;
+  gradAccum?: number;
+  steps: number;
+  lr: number;
+  schedule?: ScheduleKind;
+  warmupSteps?: number;
+  minLrRatio?: number;
+  weightDecay?: number;
+  betas?: [number, number];
+  eps?: number;
+  /** Gradient-norm clipping threshold; null disables clipping. */
+  maxGradNorm?: number | null;
+  evalEvery?: number;
+  evalBatchSize?: number;
+  saveEvery?: number;
+  keepCheckpoints?: number;
+  /** Output folder: final adapter, checkpoints/ and metrics.jsonl. Null keeps nothing on disk. */
+  outDir: string | null;
+  resume?: boolean;
+  seed: number;
+  gradientCheckpointing?: boolean;
+  /** The generator saved in checkpoints. Default: the model's LoRA dropout generator. */
+  rng?: StatefulRng;
+  /** Run settings stored in checkpoints and compared on resume. */
+  settings?: Record<string, unknown>;
+  signal?: AbortSignal;
+  onStep?: (metrics: StepMetrics) => void;
+  onValidation?: (metrics: ValidationMetrics) => void;
+  log?: (line: string) => void;
+}
+
+export interface FineTuneResult extends TrainResult {
+  /** The folder of the final PEFT adapter, when training completed with an output folder. */
+  adapterDir: string | null;
+}
+
+/** Adapts the data module's BatchIterator to the trainer's BatchSource interface. */
+class IteratorSource implements BatchSource<Batch> {
+  constructor(private readonly iterator: BatchIterator) {}
+  next(): Batch {
+    return this.iterator.next();
+  }
+  get epoch(): number {
+    return this.iterator.position.epoch;
+  }
+  position(): unknown {
+    return this.iterator.position;
+  }
+  restore(position: unknown): void {
+    this.iterator.seek(position as { epoch: number; index: number });
+  }
+}
+
+/**
+ * Returns the model's LoRA dropout generator as a StatefulRng. Restoring replaces the generator
+ * with one rebuilt from the saved state, so that later draws continue the interrupted run's.
+ */
+export function loraDropoutRng(model: CausalLM): StatefulRng {
+  const source = findLoraState(model)?.dropout ?? null;
+  return {
+    state: () => source?.rng?.state() ?? null,
+    setState: (state) => {
+      if (source !== null && state !== null) source.rng = Rng.fromState(state as RngState);
+    },
+  };
+}
+
+/** Saves and restores the adapter tensors and AdamW state of a checkpoint folder. */
+function checkpointParts(
+  model: CausalLM,
+  named: readonly [string, Tensor][],
+  optimizer: AdamW,
+): CheckpointParts {
+  return {
+    save: (dir) => {
+      saveAdapter(model, dir);
+      const { tensors, metadata } = optimizer.exportState(named.map(([key]) => key));
+      writeSafetensors(join(dir, OPTIMIZER_FILE), tensors, metadata);
+    },
+    load: (dir) => {
+      restoreAdapterValues(dir, named);
+      const path = join(dir, OPTIMIZER_FILE);
+      if (!existsSync(path))
+        throw new Error(`checkpoint: ${path} not found; the checkpoint is incomplete`);
+      const { tensors, metadata } = readSafetensors(path);
+      optimizer.importState(
+        tensors,
+        metadata,
+        named.map(([key]) => key),
+      );
+    },
+  };
+}
+
+/** Copies a checkpoint's adapter tensors into the training tensors, bit for bit. */
+function restoreAdapterValues(dir: string, named: readonly [string, Tensor][]): void {
+  const path = join(dir, ADAPTER_WEIGHTS_FILE);
+  const { tensors } = readSafetensors(path);
+  const problems: string[] = [];
+  for (const [key, t] of named) {
+    const stored = tensors.get(key);
+    if (stored === undefined) {
+      problems.push(`missing ${key}`);
+      continue;
+    }
+    const values = decodeToFloat32(stored.data, stored.dtype, key);
+    if (values.length !== t.size) {
+      problems.push(`${key} has ${values.length} values, expected ${t.size}`);
+      continue;
+    }
+    t.f32().set(values);
+  }
+  if (problems.length > 0) {
+    throw new Error(
+      `checkpoint: ${path} does not match the adapter being trained: ${problems.join("; ")}`,
+    );
+  }
+}
+
+/**
+ * Trains the model's active LoRA adapter on tokenized examples. Returns when the steps are done
+ * or `signal` aborts (after saving a checkpoint). Throws NonFiniteLossError on a NaN or infinite
+ * loss.
+ */
+export async function fineTune(options: FineTuneOptions): Promise<FineTuneResult> {
+  const { model, outDir } = options;
+  const named = trainableParameters(model);
+  if (named.length === 0) {
+    throw new Error("fineTune: the model has no trainable adapter; call applyLora first");
+  }
+  const params = named.map(([, t]) => t);
+  const optimizer = new AdamW(params, {
+    lr: options.lr,
+    betas: options.betas ?? [0.9, 0.999],
+    eps: options.eps ?? 1e-8,
+    weightDecay: options.weightDecay ?? 0,
+  });
+  const iterator = new BatchIterator(options.train, {
+    batchSize: options.batchSize,
+    padTokenId: options.padTokenId,
+    shuffle: true,
+    seed: options.seed,
+  });
+  if (options.gradientCheckpointing) enableGradientCheckpointing(model);
+
+  const validation = options.validation ?? null;
+  const validate =
+    validation !== null && validation.length > 0
+      ? () => {
+          const report = evaluateLoss(model, validation, {
+            batchSize: options.evalBatchSize ?? options.batchSize,
+            padTokenId: options.padTokenId,
+          });
+          return { loss: report.loss, tokens: report.tokens };
+        }
+      : undefined;
+
+  const loop: TrainLoopOptions<Batch> = {
+    params,
+    optimizerStep: (lr) => optimizer.step(lr),
+    clipGradNorm: (p, maxNorm) => clipGradNorm([...p], maxNorm),
+    gradNorm: (p) => gradNorm([...p]),
+    batches: new IteratorSource(iterator),
+    lossOf: (batch) => batchLoss(model, batch),
+    countTokens: (batch) => ({ lossTokens: countTargets(batch), tokens: batch.tokens }),
+    schedule: {
+      kind: options.schedule ?? "cosine",
+      lr: options.lr,
+      warmupSteps: options.warmupSteps ?? 0,
+      totalSteps: options.steps,
+      minLrRatio: options.minLrRatio ?? 0,
+    },
+    gradAccum: options.gradAccum ?? 1,
+    maxGradNorm: options.maxGradNorm ?? null,
+    evalEvery: options.evalEvery ?? 0,
+    validate,
+    validateAtStart: true,
+    saveEvery: options.saveEvery ?? 0,
+    checkpoints:
+      outDir === null
+        ? undefined
+        : new CheckpointStore(join(outDir, "checkpoints"), options.keepCheckpoints ?? 2),
+    checkpointParts: checkpointParts(model, named, optimizer),
+    resume: options.resume ?? false,
+    rng: options.rng ?? loraDropoutRng(model),
+    settings: options.settings,
+    signal: options.signal,
+    onStep: options.onStep,
+    onValidation: options.onValidation,
+    log: options.log,
+    metricsLog: outDir === null ? undefined : new MetricsLog(join(outDir, "metrics.jsonl")),
+  };
+
+  model.train();
+  let result: TrainResult;
+  try {
+    result = await trainLoop(loop);
+  } finally {
+    model.eval();
+  }
+  let adapterDir: string | null = null;
+  if (outDir !== null && result.reason === "completed") {
+    saveAdapter(model, outDir);
+    adapterDir = outDir;
+  }
+  return { ...result, adapterDir };
+}

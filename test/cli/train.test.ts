@@ -1,0 +1,134 @@
+// `tslora train` on bad input: each case fails with a message that names the file and the line
+// or field, and leaves no output folder behind.
+import assert from "node:assert/strict";
+import { existsSync, mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { test } from "node:test";
+import { runTrain } from "../../src/cli/train.js";
+import {
+  EVAL_OPTIONS,
+  formatHelp,
+  parseOptions,
+  TRAIN_OPTIONS,
+} from "../../src/cli/train-options.js";
+import { fixture } from "../helpers/fixtures.js";
+
+const work = mkdtempSync(join(tmpdir(), "tslora-cli-train-"));
+
+function file(name: string, text: string): string {
+  const path = join(work, name);
+  writeFileSync(path, text);
+  return path;
+}
+
+function args(data: string, out: string, extra: string[] = []): string[] {
+  return ["--model", fixture("models/stories260K"), "--data", data, "--out", out, ...extra];
+}
+
+const cases: { name: string; data: () => string; extra?: string[]; error: RegExp }[] = [
+  {
+    name: "malformed JSON line",
+    data: () => file("bad.jsonl", '{"text": "a"}\n{"text": "b"\n'),
+    error: /bad\.jsonl:2: invalid JSON/,
+  },
+  {
+    name: "empty dataset",
+    data: () => file("empty.jsonl", "\n\n"),
+    error: /empty\.jsonl.*empty/,
+  },
+  {
+    name: "missing field",
+    data: () => file("missing.jsonl", '{"prompt": "a", "completion": "b"}\n{"prompt": "c"}\n'),
+    error: /missing\.jsonl:2: the field "completion" is missing/,
+  },
+  {
+    name: "examples all too long",
+    data: () => fixture("data/squad/allennlp-squad.json"),
+    extra: ["--max-length", "12", "--val-data", fixture("data/squad/allennlp-squad.json")],
+    error: /all \d+ samples are longer than maxLength 12.*raise maxLength to at least \d+/,
+  },
+  {
+    name: "template without answer slot",
+    data: () => fixture("data/squad/allennlp-squad.json"),
+    extra: ["--template", "Question: {question}"],
+    error: /no \{answer\} slot/,
+  },
+  {
+    name: "unknown data file type",
+    data: () => file("data.csv", "a,b\n"),
+    error: /data\.csv: unknown file type/,
+  },
+];
+
+for (const c of cases) {
+  test(`train rejects ${c.name}`, async () => {
+    const out = join(work, `out-${c.name.replace(/ /g, "-")}`);
+    await assert.rejects(runTrain(args(c.data(), out, c.extra)), c.error);
+    assert.equal(existsSync(out), false, "no output folder is created");
+  });
+}
+
+test("train rejects an output path that is a file", async () => {
+  const out = file("out-file", "not a folder");
+  await assert.rejects(runTrain(args(fixture("data/wikisql"), out)), /--out .*out-file is a file/);
+});
+
+test("train rejects a non-empty output without resume", async () => {
+  const out = join(work, "used");
+  file("used", "");
+  await assert.rejects(
+    runTrain(args(fixture("data/wikisql"), work)),
+    /is not empty; pass --resume/,
+  );
+  await assert.rejects(
+    runTrain(args(fixture("data/wikisql"), join(work, "fresh"), ["--resume"])),
+    /--resume: no checkpoint/,
+  );
+  assert.ok(existsSync(out));
+});
+
+test("train options reject bad values", () => {
+  assert.throws(
+    () => parseOptions("train", ["--lr", "fast"], TRAIN_OPTIONS),
+    /--lr must be a number, got "fast"/,
+  );
+  assert.throws(
+    () => parseOptions("train", ["--r", "0"], TRAIN_OPTIONS),
+    /--r must be >= 1, got 0/,
+  );
+  assert.throws(
+    () => parseOptions("train", ["--schedule", "step"], TRAIN_OPTIONS),
+    /--schedule must be one of cosine, linear, constant/,
+  );
+  assert.throws(
+    () => parseOptions("train", ["--data", "x"], TRAIN_OPTIONS),
+    /missing required options --model, --out/,
+  );
+  assert.throws(
+    () => parseOptions("train", ["--lerning-rate", "1"], TRAIN_OPTIONS),
+    /Unknown option '--lerning-rate'/,
+  );
+});
+
+test("train help lists every option with its default", () => {
+  const help = formatHelp("tslora train", "summary", TRAIN_OPTIONS);
+  for (const spec of TRAIN_OPTIONS) {
+    assert.match(help, new RegExp(`--${spec.name}\\b`), spec.name);
+    const hasDefault =
+      spec.required || spec.default !== undefined || spec.defaultText !== undefined;
+    assert.ok(hasDefault, `--${spec.name} states a default or is required`);
+  }
+  assert.match(help, /--lr <rate>\n\s+Peak learning rate\. 2e-4 .* Default: 0\.0002\./s);
+  assert.match(help, /--r <rank>\n\s+LoRA rank\. Default: 8\./);
+});
+
+test("eval help lists every option with its default", () => {
+  const help = formatHelp("tslora eval", "summary", EVAL_OPTIONS);
+  for (const spec of EVAL_OPTIONS) {
+    assert.match(help, new RegExp(`--${spec.name}\\b`), spec.name);
+    const hasDefault =
+      spec.required || spec.default !== undefined || spec.defaultText !== undefined;
+    assert.ok(hasDefault, `--${spec.name} states a default or is required`);
+  }
+});
