@@ -1,26 +1,18 @@
 // Logit processing and token choice for one row of next-token logits [V], following the order
 // and semantics of transformers' generate(): repetition penalty, then temperature, top-k and
 // top-p, then a draw from the softmax (or argmax when greedy).
+import { Rng } from "../engine/index.js";
 
 /** A source of uniform numbers in [0, 1). */
 export type UniformSource = () => number;
 
 /**
- * Returns a seeded generator of uniform numbers in [0, 1): SplitMix64's state update and output
- * mix, on BigInt so the sequence is the same on every platform.
+ * Returns a seeded source of uniform numbers in [0, 1) over the engine's counter-based Rng, so
+ * a seed gives the same tokens on every machine and thread count.
  */
 export function seededUniform(seed: number): UniformSource {
-  const mask = (1n << 64n) - 1n;
-  let state = BigInt.asUintN(64, BigInt(Math.trunc(seed)));
-  return () => {
-    state = (state + 0x9e3779b97f4a7c15n) & mask;
-    let z = state;
-    z = ((z ^ (z >> 30n)) * 0xbf58476d1ce4e5b9n) & mask;
-    z = ((z ^ (z >> 27n)) * 0x94d049bb133111ebn) & mask;
-    z ^= z >> 31n;
-    // The top 53 bits give a double in [0, 1) with every value equally likely.
-    return Number(z >> 11n) / 2 ** 53;
-  };
+  const rng = new Rng(seed);
+  return () => rng.uniformValues(1)[0];
 }
 
 /**

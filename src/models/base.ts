@@ -2,8 +2,14 @@
 // and the causal-LM loss and logits on top of the hidden states.
 //
 // Legend: B batch, T tokens, S cached + new tokens, C channels, H heads, D head size, V vocab.
-import { linear, linearCrossEntropy, reshape, transpose, Tensor } from "../engine/index.js";
-import { attention } from "../engine/ops/attention.js";
+import {
+  attention,
+  linear,
+  linearCrossEntropy,
+  reshape,
+  transpose,
+  Tensor,
+} from "../engine/index.js";
 import { KVCache } from "../generate/kv-cache.js";
 import { Module } from "../nn/module.js";
 import type { WeightDType } from "../nn/param.js";

@@ -3,8 +3,7 @@
 // window, which matters only past `sliding_window` tokens.
 //
 // Legend: B batch, T tokens, C hidden_size, H heads, Hkv KV heads, D head_dim, V vocab.
-import { add, swiglu, type Tensor } from "../engine/index.js";
-import { rope } from "../engine/ops/rope.js";
+import { add, rope, swiglu, type Tensor } from "../engine/index.js";
 import { Embedding } from "../nn/embedding.js";
 import { Linear } from "../nn/linear.js";
 import { Module, ModuleList } from "../nn/module.js";
