@@ -229,3 +229,24 @@ test("attention accepts an f32 key mask", () => {
   p.dims.keyMask = Tensor.from(Float32Array.from(maskI32), [c.B, c.S]).offset;
   assert.deepEqual(runForward(p).out.f32().slice(), expected);
 });
+
+test("attention pairs a hidden row with a visible one", () => {
+  setThreads(2);
+  // Causal with key 0 masked: query 0 sees no key, query 1 (its pair) sees key 1.
+  const c: Case = { B: 2, H: 2, Hkv: 1, T: 5, S: 5, D: 7, causal: true, alibi: true, mask: false };
+  const p = prepare(c, 700);
+  const keyMask = Int32Array.from([0, 1, 1, 0, 1, 0, 0, 1, 1, 1]);
+  p.dims.keyMask = Tensor.from(keyMask, [c.B, c.S]).offset;
+  p.ref.keyMask = keyMask;
+
+  const fwd = runForward(p);
+  const expected = attentionRef(p.q.f32(), p.k.f32(), p.v.f32(), p.ref);
+  assertClose(fwd.out.f32(), expected, { atol: 2e-6, rtol: 1e-5, what: "out" });
+
+  const dout = Tensor.from(randomArray(p.q.size, 701), p.q.shape);
+  const got = runBackward(p, fwd, dout);
+  const want = attentionBackwardRef(p.q.f32(), p.k.f32(), p.v.f32(), dout.f32(), p.ref);
+  assertClose(got.dq, want.dq, { atol: 1e-5, rtol: 1e-4, what: "dq" });
+  assertClose(got.dk, want.dk, { atol: 1e-5, rtol: 1e-4, what: "dk" });
+  assertClose(got.dv, want.dv, { atol: 1e-5, rtol: 1e-4, what: "dv" });
+});

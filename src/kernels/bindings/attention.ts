@@ -25,9 +25,9 @@ export interface AttentionDims {
   slopes: number;
 }
 
-/** Bytes of scratch the forward kernel needs: one f32 score row of length S per thread. */
+/** Bytes of scratch the forward kernel needs: two f32 score rows of length S per thread. */
 export function attentionScratchBytes(S: number): number {
-  return getPool().threads * S * 4;
+  return getPool().threads * 2 * S * 4;
 }
 
 /**

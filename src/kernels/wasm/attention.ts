@@ -1,63 +1,54 @@
 // Fused scaled dot-product attention with grouped KV heads, ALiBi, a causal mask and a key padding
-// mask; forward and backward. Shapes: q [B, H, T, D], k and v [B, Hkv, S, D], out [B, H, T, D],
-// lse [B, H, T]. The T queries are the last T of the S key positions (a KV cache contains the
-// first S - T), so query t is at absolute position S - T + t.
+// mask: the forward pass (backward in attention-backward.ts). Shapes: q [B, H, T, D], k and v
+// [B, Hkv, S, D], out [B, H, T, D], lse [B, H, T]. The T queries are the last T of the S key
+// positions (a KV cache contains the first S - T), so query t is at absolute position S - T + t.
 //
 // Masked keys are skipped, which is what adding the dtype's minimum before softmax gives in f32:
 // exp(min - max) is exactly 0 whenever one key is visible. A query row with no visible key gives
 // zeros. The forward pass stores the log-sum-exp of each row's scores so that backward recomputes
 // the probabilities instead of keeping a [B, H, T, S] matrix.
 //
-// Every row (forward, dq) or key row (dk, dv) is computed by one thread in the same order on
-// any thread count, so results are bitwise independent of the thread count. Rows are dealt out
-// round-robin because causal rows grow in cost with t. Scores are computed four keys (or four
-// query rows) at a time with dot4F32, whose lanes equal dotF32 bitwise, so backward recomputes
-// exactly the scores of the forward pass.
+// Results are bitwise independent of the thread count and of how rows are grouped into tiles:
+// the lanes of dot4F32 and dot2x4F32 equal dotF32, and the tiled updates perform the same
+// multiply-adds in the same key order as single ones. So backward also recomputes exactly the
+// forward scores. Work items (pairs of query rows) are dealt out round-robin because causal
+// rows grow in cost with t.
 import {
+  B,
+  D,
+  group,
+  H,
+  Hkv,
+  keyVisible,
+  keyVisibleMask4,
+  rowBytes,
+  S,
+  score1,
+  scores4,
+  setGeometry,
+  slopeOf,
+  T,
+  visibleEnd,
+} from "./attention-common";
+import {
+  axpy2x4F32,
   axpy4F32,
   axpyF32,
+  dot2x4F32,
+  dot2x4Rest,
   dot4F32,
   dotF32,
-  expF32,
-  expF32x4,
   expShiftSumF32,
   rowMaxF32,
   zeroF32,
 } from "./simdmath";
 
-/** Returns true when key s of batch b is a real token. keyMask may hold i32 or f32 values. */
-@inline
-function keyVisible(keyMask: usize, b: i32, S: i32, s: i32): bool {
-  if (keyMask == 0) return true;
-  // 0, 0.0 and -0.0 are the only bit patterns with all bits but the sign clear, in i32 and f32.
-  return (load<u32>(keyMask + ((<usize>(b * S + s)) << 2)) & 0x7fffffff) != 0;
-}
-
-@inline
-function slopeOf(slopes: usize, h: i32): f32 {
-  return slopes == 0 ? 0 : load<f32>(slopes + ((<usize>h) << 2));
-}
-
-/** Returns a lane mask, all ones in lane i when key s + i of batch b is a real token. */
-@inline
-function keyVisibleMask4(keyMask: usize, b: i32, S: i32, s: i32): v128 {
-  if (keyMask == 0) return i32x4.splat(-1);
-  const flags = v128.load(keyMask + ((<usize>(b * S + s)) << 2));
-  return i32x4.ne(v128.and(flags, i32x4.splat(0x7fffffff)), i32x4.splat(0));
-}
-
-/** Returns [s, s + 1, s + 2, s + 3] as f32 lanes. */
-@inline
-function keyIndices4(s: i32): v128 {
-  return f32x4.convert_i32x4_s(i32x4.add(i32x4.splat(s), i32x4(0, 1, 2, 3)));
-}
-
 /**
  * Attention forward. q, k, v, out, lse: f32 offsets (shapes in the file header). keyMask: 0 or
  * an offset of B * S i32 or f32 values (nonzero = real key). slopes: 0 or an offset of H f32
- * ALiBi slopes, adding slopes[h] * s to the score of key s. scratch: nt * S f32 values, one
- * score row per thread. scale: multiplies q·k. causal: 1 hides keys after the query's position.
- * A row with no visible key gets zeros in out and +inf in lse.
+ * ALiBi slopes, adding slopes[h] * s to the score of key s. scratch: nt * 2 * S f32 values, two
+ * score rows per thread. scale: multiplies q·k. causal: 1 hides keys after the query's
+ * position. A row with no visible key gets zeros in out and +inf in lse.
  */
 export function attentionForwardF32(
   q: usize,
@@ -68,222 +59,151 @@ export function attentionForwardF32(
   keyMask: usize,
   slopes: usize,
   scratch: usize,
-  B: i32,
-  H: i32,
-  Hkv: i32,
-  T: i32,
-  S: i32,
-  D: i32,
+  batch: i32,
+  heads: i32,
+  kvHeads: i32,
+  queries: i32,
+  keys: i32,
+  headSize: i32,
   scale: f32,
   causal: i32,
   tid: i32,
   nt: i32,
 ): void {
-  const rows = B * H * T;
-  const group = H / Hkv;
-  const rowBytes = (<usize>D) << 2;
-  const scores = scratch + (((<usize>tid) * <usize>S) << 2);
-  const vscale = f32x4.splat(scale);
-  const minusInf = f32x4.splat(<f32>-Infinity);
-  for (let r = tid; r < rows; r += nt) {
-    const t = r % T;
-    const h = (r / T) % H;
-    const b = r / (H * T);
+  setGeometry(batch, heads, kvHeads, queries, keys, headSize, scale, causal, keyMask, slopes);
+  const scores0 = scratch + ((<usize>tid * 2 * <usize>S) << 2);
+  const scores1 = scores0 + ((<usize>S) << 2);
+  const pairsPerHead = (T + 1) >> 1;
+  const items = B * H * pairsPerHead;
+  for (let item = tid; item < items; item += nt) {
+    const bh = item / pairsPerHead;
+    const t0 = (item % pairsPerHead) * 2;
+    const h = bh % H;
+    const b = bh / H;
+    const r0 = bh * T + t0;
     const kvBase = <usize>((b * Hkv + h / group) * S) * rowBytes;
-    const kRows = k + kvBase;
-    const vRows = v + kvBase;
-    const qRow = q + <usize>r * rowBytes;
-    const oRow = out + <usize>r * rowBytes;
-    const visibleEnd = causal ? S - T + t + 1 : S;
-    const slope = slopeOf(slopes, h);
-    const vslope = f32x4.splat(slope);
+    const slope = slopeOf(h);
+    const q0 = q + <usize>r0 * rowBytes;
+    const end0 = visibleEnd(t0);
 
-    // Scores of the keys before the causal limit; hidden keys get -inf.
-    let s = 0;
-    for (; s + 4 <= visibleEnd; s += 4) {
-      const dots = dot4F32(qRow, kRows + <usize>s * rowBytes, rowBytes, D);
-      const score = f32x4.add(f32x4.mul(dots, vscale), f32x4.mul(vslope, keyIndices4(s)));
-      const visible = keyVisibleMask4(keyMask, b, S, s);
-      v128.store(scores + ((<usize>s) << 2), v128.bitselect(score, minusInf, visible));
-    }
-    for (; s < visibleEnd; s++) {
-      let score: f32 = -Infinity;
-      if (keyVisible(keyMask, b, S, s)) {
-        score = dotF32(qRow, kRows + <usize>s * rowBytes, D) * scale + slope * <f32>s;
-      }
-      store<f32>(scores + ((<usize>s) << 2), score);
-    }
-    zeroF32(oRow, D);
-    const m = rowMaxF32(scores, visibleEnd);
-    if (m == -Infinity) {
-      store<f32>(lse + ((<usize>r) << 2), Infinity);
+    if (t0 + 1 >= T) {
+      scoreRange(q0, k + kvBase, scores0, b, slope, 0, end0);
+      finishRow(scores0, end0, out + <usize>r0 * rowBytes, lse + ((<usize>r0) << 2), v + kvBase);
       continue;
     }
 
-    const sum = expShiftSumF32(scores, scores, visibleEnd, m);
-    const inv: f32 = 1 / sum;
-    s = 0;
-    for (; s + 4 <= visibleEnd; s += 4) {
-      const p = f32x4.mul(v128.load(scores + ((<usize>s) << 2)), f32x4.splat(inv));
-      axpy4F32(oRow, p, vRows + <usize>s * rowBytes, rowBytes, D);
-    }
-    for (; s < visibleEnd; s++) {
-      const p = load<f32>(scores + ((<usize>s) << 2));
-      if (p != 0) axpyF32(oRow, p * inv, vRows + <usize>s * rowBytes, D);
-    }
-    store<f32>(lse + ((<usize>r) << 2), m + Mathf.log(sum));
-  }
-}
-
-/**
- * Attention backward for the queries: dq [B, H, T, D], and delta [B, H, T] = rowsum(dout * out),
- * which attentionBackwardKeyValueF32 reads. Arguments as in attentionForwardF32, plus out and
- * lse from the forward pass and dout, the gradient of out.
- */
-export function attentionBackwardQueryF32(
-  q: usize,
-  k: usize,
-  v: usize,
-  out: usize,
-  dout: usize,
-  lse: usize,
-  delta: usize,
-  dq: usize,
-  keyMask: usize,
-  slopes: usize,
-  B: i32,
-  H: i32,
-  Hkv: i32,
-  T: i32,
-  S: i32,
-  D: i32,
-  scale: f32,
-  causal: i32,
-  tid: i32,
-  nt: i32,
-): void {
-  const rows = B * H * T;
-  const group = H / Hkv;
-  const rowBytes = (<usize>D) << 2;
-  const vscale = f32x4.splat(scale);
-  for (let r = tid; r < rows; r += nt) {
-    const t = r % T;
-    const h = (r / T) % H;
-    const b = r / (H * T);
-    const kvBase = <usize>((b * Hkv + h / group) * S) * rowBytes;
-    const kRows = k + kvBase;
-    const vRows = v + kvBase;
-    const qRow = q + <usize>r * rowBytes;
-    const dqRow = dq + <usize>r * rowBytes;
-    const doRow = dout + <usize>r * rowBytes;
-    const visibleEnd = causal ? S - T + t + 1 : S;
-    const slope = slopeOf(slopes, h);
-    const vslope = f32x4.splat(slope);
-    const rowDelta = dotF32(doRow, out + <usize>r * rowBytes, D);
-    store<f32>(delta + ((<usize>r) << 2), rowDelta);
-    zeroF32(dqRow, D);
-    const rowLse = load<f32>(lse + ((<usize>r) << 2));
-    if (rowLse == Infinity) continue;
-
-    // dS = P * (dP - delta) with dP = dout · v, then dq += dS * scale * k.
-    const vlse = f32x4.splat(rowLse);
-    const vdelta = f32x4.splat(rowDelta);
+    // Two query rows share each load of k: first the keys both attend to, then the rest.
+    const q1 = q0 + rowBytes;
+    const end1 = visibleEnd(t0 + 1);
     let s = 0;
-    for (; s + 4 <= visibleEnd; s += 4) {
-      const kBlock = kRows + <usize>s * rowBytes;
-      const dots = dot4F32(qRow, kBlock, rowBytes, D);
-      const score = f32x4.add(f32x4.mul(dots, vscale), f32x4.mul(vslope, keyIndices4(s)));
-      const visible = keyVisibleMask4(keyMask, b, S, s);
-      const p = v128.and(expF32x4(f32x4.sub(score, vlse)), visible);
-      const dp = dot4F32(doRow, vRows + <usize>s * rowBytes, rowBytes, D);
-      const ds = f32x4.mul(f32x4.mul(p, f32x4.sub(dp, vdelta)), vscale);
-      axpy4F32(dqRow, ds, kBlock, rowBytes, D);
+    for (; s + 4 <= end0; s += 4) {
+      const dots0 = dot2x4F32(q0, q1, k + kvBase + <usize>s * rowBytes, rowBytes, D);
+      const dots1 = dot2x4Rest();
+      const visible = keyVisibleMask4(b, s);
+      storeScores4(scores0, s, dots0, slope, visible);
+      storeScores4(scores1, s, dots1, slope, visible);
     }
-    for (; s < visibleEnd; s++) {
-      if (!keyVisible(keyMask, b, S, s)) continue;
-      const kRow = kRows + <usize>s * rowBytes;
-      const score = dotF32(qRow, kRow, D) * scale + slope * <f32>s;
-      const p = expF32(score - rowLse);
-      const dp = dotF32(doRow, vRows + <usize>s * rowBytes, D);
-      axpyF32(dqRow, p * (dp - rowDelta) * scale, kRow, D);
-    }
+    scoreRange(q0, k + kvBase, scores0, b, slope, s, end0);
+    scoreRange(q1, k + kvBase, scores1, b, slope, s, end1);
+    finishPair(scores0, scores1, end0, end1, out + <usize>r0 * rowBytes, lse + ((<usize>r0) << 2), v + kvBase);
+  }
+}
+
+@inline
+function storeScores4(scores: usize, s: i32, dots: v128, slope: f32, visible: v128): void {
+  const masked = f32x4.splat(<f32>-Infinity);
+  v128.store(scores + ((<usize>s) << 2), v128.bitselect(scores4(dots, slope, s), masked, visible));
+}
+
+/** Writes the scores of keys [from, to) of one query row; hidden keys get -inf. */
+function scoreRange(
+  qRow: usize,
+  kRows: usize,
+  scores: usize,
+  b: i32,
+  slope: f32,
+  from: i32,
+  to: i32,
+): void {
+  let s = from;
+  for (; s + 4 <= to; s += 4) {
+    const dots = dot4F32(qRow, kRows + <usize>s * rowBytes, rowBytes, D);
+    storeScores4(scores, s, dots, slope, keyVisibleMask4(b, s));
+  }
+  for (; s < to; s++) {
+    let score: f32 = -Infinity;
+    if (keyVisible(b, s)) score = score1(dotF32(qRow, kRows + <usize>s * rowBytes, D), slope, s);
+    store<f32>(scores + ((<usize>s) << 2), score);
   }
 }
 
 /**
- * Attention backward for the keys and values: dk and dv [B, Hkv, S, D], summed over the H / Hkv
- * query heads that share each KV head. Work is split by key row, so no two threads write the
- * same row. Needs delta from attentionBackwardQueryF32.
+ * Turns the scores [0, end) of one row into probabilities in place, stores the row's
+ * log-sum-exp, and returns 1 / sum(exp(score - max)), or 0 when no key is visible.
  */
-export function attentionBackwardKeyValueF32(
-  q: usize,
-  k: usize,
-  v: usize,
-  dout: usize,
-  lse: usize,
-  delta: usize,
-  dk: usize,
-  dv: usize,
-  keyMask: usize,
-  slopes: usize,
-  B: i32,
-  H: i32,
-  Hkv: i32,
-  T: i32,
-  S: i32,
-  D: i32,
-  scale: f32,
-  causal: i32,
-  tid: i32,
-  nt: i32,
-): void {
-  const keyRows = B * Hkv * S;
-  const group = H / Hkv;
-  const rowBytes = (<usize>D) << 2;
-  const vscale = f32x4.splat(scale);
-  for (let kr = tid; kr < keyRows; kr += nt) {
-    const s = kr % S;
-    const g = (kr / S) % Hkv;
-    const b = kr / (Hkv * S);
-    const kRow = k + <usize>kr * rowBytes;
-    const vRow = v + <usize>kr * rowBytes;
-    const dkRow = dk + <usize>kr * rowBytes;
-    const dvRow = dv + <usize>kr * rowBytes;
-    zeroF32(dkRow, D);
-    zeroF32(dvRow, D);
-    if (!keyVisible(keyMask, b, S, s)) continue;
-    // Query t attends to key s when S - T + t >= s.
-    const tStart = causal ? max(0, s - (S - T)) : 0;
+function softmaxRow(scores: usize, end: i32, lseAt: usize): f32 {
+  const m = rowMaxF32(scores, end);
+  if (m == -Infinity) {
+    store<f32>(lseAt, Infinity);
+    return 0;
+  }
+  const sum = expShiftSumF32(scores, scores, end, m);
+  store<f32>(lseAt, m + Mathf.log(sum));
+  return 1 / sum;
+}
 
-    for (let h = g * group; h < (g + 1) * group; h++) {
-      const slope = slopeOf(slopes, h);
-      const alibi = f32x4.splat(slope * <f32>s);
-      const rowBase = (b * H + h) * T;
-      // Four query rows at a time: their lse and delta are contiguous.
-      let t = tStart;
-      for (; t + 4 <= T; t += 4) {
-        const r = rowBase + t;
-        const qBlock = q + <usize>r * rowBytes;
-        const doBlock = dout + <usize>r * rowBytes;
-        const dots = dot4F32(kRow, qBlock, rowBytes, D);
-        const score = f32x4.add(f32x4.mul(dots, vscale), alibi);
-        const p = expF32x4(f32x4.sub(score, v128.load(lse + ((<usize>r) << 2))));
-        const dp = dot4F32(vRow, doBlock, rowBytes, D);
-        const ds = f32x4.mul(f32x4.mul(p, f32x4.sub(dp, v128.load(delta + ((<usize>r) << 2)))), vscale);
-        axpy4F32(dvRow, p, doBlock, rowBytes, D);
-        axpy4F32(dkRow, ds, qBlock, rowBytes, D);
-      }
-      for (; t < T; t++) {
-        const r = rowBase + t;
-        const qRow = q + <usize>r * rowBytes;
-        const doRow = dout + <usize>r * rowBytes;
-        const score = dotF32(qRow, kRow, D) * scale + slope * <f32>s;
-        const p = expF32(score - load<f32>(lse + ((<usize>r) << 2)));
-        const dp = dotF32(doRow, vRow, D);
-        const ds = p * (dp - load<f32>(delta + ((<usize>r) << 2)));
-        axpyF32(dvRow, p, doRow, D);
-        axpyF32(dkRow, ds * scale, qRow, D);
-      }
+/** oRow += sum over keys s in [from, to) of p[s] * inv * v[s]. */
+function accumulateRange(
+  oRow: usize,
+  p: usize,
+  inv: f32,
+  vRows: usize,
+  from: i32,
+  to: i32,
+): void {
+  let s = from;
+  for (; s + 4 <= to; s += 4) {
+    const weights = f32x4.mul(v128.load(p + ((<usize>s) << 2)), f32x4.splat(inv));
+    axpy4F32(oRow, weights, vRows + <usize>s * rowBytes, rowBytes, D);
+  }
+  for (; s < to; s++) {
+    const weight = load<f32>(p + ((<usize>s) << 2));
+    if (weight != 0) axpyF32(oRow, weight * inv, vRows + <usize>s * rowBytes, D);
+  }
+}
+
+/** Softmax of one row's scores, then out = P·v (zeros when no key is visible). */
+function finishRow(scores: usize, end: i32, oRow: usize, lseAt: usize, vRows: usize): void {
+  zeroF32(oRow, D);
+  const inv = softmaxRow(scores, end, lseAt);
+  if (inv != 0) accumulateRange(oRow, scores, inv, vRows, 0, end);
+}
+
+/** finishRow for two consecutive rows, which share each load of v where both attend to the key. */
+function finishPair(
+  scores0: usize,
+  scores1: usize,
+  end0: i32,
+  end1: i32,
+  oRow0: usize,
+  lseAt0: usize,
+  vRows: usize,
+): void {
+  const oRow1 = oRow0 + rowBytes;
+  zeroF32(oRow0, D);
+  zeroF32(oRow1, D);
+  const inv0 = softmaxRow(scores0, end0, lseAt0);
+  const inv1 = softmaxRow(scores1, end1, lseAt0 + 4);
+  let s = 0;
+  if (inv0 != 0 && inv1 != 0) {
+    const vinv0 = f32x4.splat(inv0);
+    const vinv1 = f32x4.splat(inv1);
+    for (; s + 4 <= min(end0, end1); s += 4) {
+      const w0 = f32x4.mul(v128.load(scores0 + ((<usize>s) << 2)), vinv0);
+      const w1 = f32x4.mul(v128.load(scores1 + ((<usize>s) << 2)), vinv1);
+      axpy2x4F32(oRow0, oRow1, w0, w1, vRows + <usize>s * rowBytes, rowBytes, D);
     }
   }
+  if (inv0 != 0) accumulateRange(oRow0, scores0, inv0, vRows, s, end0);
+  if (inv1 != 0) accumulateRange(oRow1, scores1, inv1, vRows, s, end1);
 }

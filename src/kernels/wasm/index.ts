@@ -5,6 +5,7 @@ export * from "./elementwise";
 export * from "./gemm";
 export * from "./softmax";
 export * from "./attention";
+export * from "./attention-backward";
 export * from "./rope";
 export * from "./xent";
 
