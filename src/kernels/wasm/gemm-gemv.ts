@@ -113,6 +113,12 @@ function loadSecond8(base: usize, index: usize, dtype: i32): v128 {
   return f16BitsToF32(i32x4.shr_u(v, 16));
 }
 
+// Adds the products of 8 A values (alo, ahi) and the 8 weights at `index` to `sum`.
+@inline
+function dot8(alo: v128, ahi: v128, base: usize, index: usize, dtype: i32, sum: v128): v128 {
+  return madd(ahi, loadSecond8(base, index, dtype), madd(alo, loadFirst8(base, index, dtype), sum));
+}
+
 // One weight in lane 0 of an otherwise zero vector.
 @inline
 function load1(base: usize, index: usize, dtype: i32): v128 {
@@ -132,7 +138,8 @@ function storeC(c: usize, index: usize, value: f32, accumulate: i32): void {
   store<f32>(dst, accumulate ? load<f32>(dst) + value : value);
 }
 
-// Dot products for columns j..j+3 of B (column j at b + j * bCol elements, contiguous in k). A
+// Dot products for columns j..j+7 of B (column j at b + j * bCol elements, contiguous in k), one
+// accumulator each: eight weight streams in flight keep the memory system busier than four. A
 // group past j1 repeats column j1 - 1 and does not store it, so every column runs the same code.
 @inline
 function gemvDot(
@@ -149,55 +156,63 @@ function gemvDot(
   k: i32,
   accumulate: i32,
 ): void {
-  for (let j = j0; j < j1; j += 4) {
+  const last = j1 - 1;
+  for (let j = j0; j < j1; j += 8) {
     const col0 = <usize>j * <usize>bCol;
-    const col1 = <usize>min(j + 1, j1 - 1) * <usize>bCol;
-    const col2 = <usize>min(j + 2, j1 - 1) * <usize>bCol;
-    const col3 = <usize>min(j + 3, j1 - 1) * <usize>bCol;
+    const col1 = <usize>min(j + 1, last) * <usize>bCol;
+    const col2 = <usize>min(j + 2, last) * <usize>bCol;
+    const col3 = <usize>min(j + 3, last) * <usize>bCol;
+    const col4 = <usize>min(j + 4, last) * <usize>bCol;
+    const col5 = <usize>min(j + 5, last) * <usize>bCol;
+    const col6 = <usize>min(j + 6, last) * <usize>bCol;
+    const col7 = <usize>min(j + 7, last) * <usize>bCol;
     for (let r = 0; r < m; r++) {
       const ar = packedA + ((<usize>r * <usize>k) << 2);
-      let s0lo = f32x4.splat(0);
-      let s0hi = f32x4.splat(0);
-      let s1lo = f32x4.splat(0);
-      let s1hi = f32x4.splat(0);
-      let s2lo = f32x4.splat(0);
-      let s2hi = f32x4.splat(0);
-      let s3lo = f32x4.splat(0);
-      let s3hi = f32x4.splat(0);
+      let s0 = f32x4.splat(0);
+      let s1 = f32x4.splat(0);
+      let s2 = f32x4.splat(0);
+      let s3 = f32x4.splat(0);
+      let s4 = f32x4.splat(0);
+      let s5 = f32x4.splat(0);
+      let s6 = f32x4.splat(0);
+      let s7 = f32x4.splat(0);
       let kk = 0;
       for (; kk + 8 <= k; kk += 8) {
         const alo = v128.load(ar + (<usize>kk << 2));
         const ahi = v128.load(ar + (<usize>kk << 2), 16);
         const i = <usize>kk;
-        s0lo = madd(alo, loadFirst8(b, col0 + i, dtype), s0lo);
-        s0hi = madd(ahi, loadSecond8(b, col0 + i, dtype), s0hi);
-        s1lo = madd(alo, loadFirst8(b, col1 + i, dtype), s1lo);
-        s1hi = madd(ahi, loadSecond8(b, col1 + i, dtype), s1hi);
-        s2lo = madd(alo, loadFirst8(b, col2 + i, dtype), s2lo);
-        s2hi = madd(ahi, loadSecond8(b, col2 + i, dtype), s2hi);
-        s3lo = madd(alo, loadFirst8(b, col3 + i, dtype), s3lo);
-        s3hi = madd(ahi, loadSecond8(b, col3 + i, dtype), s3hi);
+        s0 = dot8(alo, ahi, b, col0 + i, dtype, s0);
+        s1 = dot8(alo, ahi, b, col1 + i, dtype, s1);
+        s2 = dot8(alo, ahi, b, col2 + i, dtype, s2);
+        s3 = dot8(alo, ahi, b, col3 + i, dtype, s3);
+        s4 = dot8(alo, ahi, b, col4 + i, dtype, s4);
+        s5 = dot8(alo, ahi, b, col5 + i, dtype, s5);
+        s6 = dot8(alo, ahi, b, col6 + i, dtype, s6);
+        s7 = dot8(alo, ahi, b, col7 + i, dtype, s7);
       }
       for (; kk < k; kk++) {
         const av = v128.load32_zero(ar + (<usize>kk << 2));
         const i = <usize>kk;
-        s0lo = madd(av, load1(b, col0 + i, dtype), s0lo);
-        s1lo = madd(av, load1(b, col1 + i, dtype), s1lo);
-        s2lo = madd(av, load1(b, col2 + i, dtype), s2lo);
-        s3lo = madd(av, load1(b, col3 + i, dtype), s3lo);
+        s0 = madd(av, load1(b, col0 + i, dtype), s0);
+        s1 = madd(av, load1(b, col1 + i, dtype), s1);
+        s2 = madd(av, load1(b, col2 + i, dtype), s2);
+        s3 = madd(av, load1(b, col3 + i, dtype), s3);
+        s4 = madd(av, load1(b, col4 + i, dtype), s4);
+        s5 = madd(av, load1(b, col5 + i, dtype), s5);
+        s6 = madd(av, load1(b, col6 + i, dtype), s6);
+        s7 = madd(av, load1(b, col7 + i, dtype), s7);
       }
       const row = <usize>r * <usize>cRow;
       const step = <usize>cCol;
-      storeC(c, row + <usize>j * step, horizontalSum(f32x4.add(s0lo, s0hi)), accumulate);
-      if (j + 1 < j1) {
-        storeC(c, row + <usize>(j + 1) * step, horizontalSum(f32x4.add(s1lo, s1hi)), accumulate);
-      }
-      if (j + 2 < j1) {
-        storeC(c, row + <usize>(j + 2) * step, horizontalSum(f32x4.add(s2lo, s2hi)), accumulate);
-      }
-      if (j + 3 < j1) {
-        storeC(c, row + <usize>(j + 3) * step, horizontalSum(f32x4.add(s3lo, s3hi)), accumulate);
-      }
+      const out = row + <usize>j * step;
+      storeC(c, out, horizontalSum(s0), accumulate);
+      if (j + 1 < j1) storeC(c, out + step, horizontalSum(s1), accumulate);
+      if (j + 2 < j1) storeC(c, out + 2 * step, horizontalSum(s2), accumulate);
+      if (j + 3 < j1) storeC(c, out + 3 * step, horizontalSum(s3), accumulate);
+      if (j + 4 < j1) storeC(c, out + 4 * step, horizontalSum(s4), accumulate);
+      if (j + 5 < j1) storeC(c, out + 5 * step, horizontalSum(s5), accumulate);
+      if (j + 6 < j1) storeC(c, out + 6 * step, horizontalSum(s6), accumulate);
+      if (j + 7 < j1) storeC(c, out + 7 * step, horizontalSum(s7), accumulate);
     }
   }
 }
