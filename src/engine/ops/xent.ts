@@ -46,21 +46,7 @@ export function crossEntropy(
   const ignoreIndex = opts.ignoreIndex ?? DEFAULT_IGNORE_INDEX;
   const { N, V } = checkLogits("crossEntropy", logits, labels);
   const count = checkLabels("crossEntropy", labels, V, ignoreIndex);
-  const rowLoss = Tensor.empty([N]);
-  const stats = Tensor.empty([N, 2]);
-  if (N > 0) {
-    crossEntropyForwardF32(
-      logits.offset,
-      labels.offset,
-      rowLoss.offset,
-      stats.offset,
-      0,
-      N,
-      V,
-      ignoreIndex,
-      0,
-    );
-  }
+  const { rowLoss, stats } = rowLosses(logits, labels, N, V, ignoreIndex);
   const out = Tensor.from([meanOf(rowLoss, count)], []);
 
   return record(out, "crossEntropy", [logits], (gradOut) => {
@@ -91,11 +77,24 @@ export function crossEntropySum(
   const ignoreIndex = opts.ignoreIndex ?? DEFAULT_IGNORE_INDEX;
   const { N, V } = checkLogits("crossEntropySum", logits, labels);
   const count = checkLabels("crossEntropySum", labels, V, ignoreIndex);
+  const { rowLoss } = rowLosses(logits, labels, N, V, ignoreIndex);
+  return { sum: sumOf(rowLoss), count };
+}
+
+/** Returns the per-row losses [N] and log-sum-exp statistics [N, 2] of logits [N, V]. */
+function rowLosses(
+  logits: Tensor,
+  labels: Tensor,
+  N: number,
+  V: number,
+  ignoreIndex: number,
+): { rowLoss: Tensor; stats: Tensor } {
   const rowLoss = Tensor.empty([N]);
   const stats = Tensor.empty([N, 2]);
   if (N > 0) {
+    const { offset } = logits;
     crossEntropyForwardF32(
-      logits.offset,
+      offset,
       labels.offset,
       rowLoss.offset,
       stats.offset,
@@ -106,7 +105,7 @@ export function crossEntropySum(
       0,
     );
   }
-  return { sum: sumOf(rowLoss), count };
+  return { rowLoss, stats };
 }
 
 /**
