@@ -6,7 +6,7 @@ import { assertClose } from "./assert.js";
 import { randomArray } from "./random.js";
 
 export interface GradcheckInput {
-  /** Values, exactly representable in `dtype` (the reference sees them as they are). */
+  /** Values, exactly representable in `dtype` (the reference reads them unchanged). */
   data: ArrayLike<number>;
   shape: number[];
   /** Default f32. */

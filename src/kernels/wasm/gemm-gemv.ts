@@ -32,7 +32,7 @@ export function gemvScratchBytes(k: i32): usize {
   return packedA + sums + 64;
 }
 
-/** Computes C[0:m, j0:j1] of one batch item; `work` is this thread's scratch. */
+/** Computes C[0:m, j0:j1] of one batch item. `work` is this thread's scratch. */
 export function gemvRange(
   a: usize,
   aRow: i32,
