@@ -18,6 +18,9 @@ const TRANSPOSES: [number[], number, number][] = [
   [[2, 3, 5, 7], 0, 3],
   [[2, 3, 5, 7], 1, 3],
   [[127, 5], 0, 1],
+  // Larger than one 16 x 16 tile on both sides, with a middle dimension.
+  [[40, 3, 37], 0, 2],
+  [[33, 18], 0, 1],
 ];
 
 test("transpose matches reference for f32 and bf16", () => {

@@ -17,7 +17,8 @@ const EXP_MIN: f32 = -87.33654;
  */
 @inline
 function expV(x: v128): v128 {
-  const xc = f32x4.min(f32x4.max(x, f32x4.splat(EXP_MIN)), f32x4.splat(EXP_MAX));
+  // pmax/pmin compile to single instructions, and with x as the first operand they pass NaN through.
+  const xc = f32x4.pmin(f32x4.pmax(x, f32x4.splat(EXP_MIN)), f32x4.splat(EXP_MAX));
   const n = f32x4.nearest(f32x4.mul(xc, f32x4.splat(LOG2E)));
   const r = f32x4.sub(
     f32x4.sub(xc, f32x4.mul(n, f32x4.splat(LN2_HI))),
@@ -72,7 +73,7 @@ function geluTanhV(x: v128): v128 {
 // inf * 0 = NaN.
 @inline
 function geluTanhGradV(x: v128): v128 {
-  const xc = f32x4.min(f32x4.max(x, f32x4.splat(-10)), f32x4.splat(10));
+  const xc = f32x4.pmin(f32x4.pmax(x, f32x4.splat(-10)), f32x4.splat(10));
   const x2 = f32x4.mul(xc, xc);
   const u = f32x4.mul(f32x4.splat(GELU_K), f32x4.add(xc, f32x4.mul(f32x4.splat(GELU_C), f32x4.mul(x2, xc))));
   const s = sigmoidV(f32x4.add(u, u));

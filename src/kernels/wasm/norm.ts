@@ -119,10 +119,24 @@ export function rmsNormBackwardF32(
   }
 }
 
+/** Returns lanes 2 and 3 of an f32x4 in lanes 0 and 1, ready for f64x2.promote_low_f32x4. */
+@inline
+function highHalf(v: v128): v128 {
+  return v128.shuffle<f32>(v, v, 2, 3, 0, 1);
+}
+
+/** Stores four f64 sums (lo: lanes 0-1, hi: lanes 2-3) as four f32 values at p. */
+@inline
+function storeDemoted(p: usize, lo: v128, hi: v128): void {
+  v128.store(p, v128.shuffle<i64>(f32x4.demote_f64x2_zero(lo), f32x4.demote_f64x2_zero(hi), 0, 2));
+}
+
 /**
  * Normalisation weight gradients: dw[j] = sum over rows of g * xhat and, when db != 0,
  * db[j] = sum over rows of g, with xhat = (x - mean[r]) * rstd[r]. Pass mean = 0 for RMSNorm.
- * Sums run in f64 in row order. Split by columns.
+ * Each product is formed in f32 and summed in f64 in row order. Split by columns; each pass
+ * over the rows covers 8 columns, so a row's cache line is read once per pass rather than once
+ * per column.
  */
 export function normParamGradF32(
   x: usize,
@@ -136,9 +150,49 @@ export function normParamGradF32(
   tid: i32,
   nt: i32,
 ): void {
-  const j0 = partStart(c, 4, tid, nt);
-  const j1 = partEnd(c, 4, tid, nt);
-  for (let j = j0; j < j1; j++) {
+  const j0 = partStart(c, 8, tid, nt);
+  const j1 = partEnd(c, 8, tid, nt);
+  const rowBytes = (<usize>c) << 2;
+  let j = j0;
+  for (; j + 8 <= j1; j += 8) {
+    let w0 = f64x2.splat(0);
+    let w1 = f64x2.splat(0);
+    let w2 = f64x2.splat(0);
+    let w3 = f64x2.splat(0);
+    let b0 = f64x2.splat(0);
+    let b1 = f64x2.splat(0);
+    let b2 = f64x2.splat(0);
+    let b3 = f64x2.splat(0);
+    let o = (<usize>j) << 2;
+    for (let r = 0; r < rows; r++) {
+      const mu = f32x4.splat(mean ? load<f32>(mean + ((<usize>r) << 2)) : 0);
+      const s = f32x4.splat(load<f32>(rstd + ((<usize>r) << 2)));
+      const g0 = v128.load(g + o);
+      const g1 = v128.load(g + o + 16);
+      const p0 = f32x4.mul(g0, f32x4.mul(f32x4.sub(v128.load(x + o), mu), s));
+      const p1 = f32x4.mul(g1, f32x4.mul(f32x4.sub(v128.load(x + o + 16), mu), s));
+      w0 = f64x2.add(w0, f64x2.promote_low_f32x4(p0));
+      w1 = f64x2.add(w1, f64x2.promote_low_f32x4(highHalf(p0)));
+      w2 = f64x2.add(w2, f64x2.promote_low_f32x4(p1));
+      w3 = f64x2.add(w3, f64x2.promote_low_f32x4(highHalf(p1)));
+      if (db) {
+        b0 = f64x2.add(b0, f64x2.promote_low_f32x4(g0));
+        b1 = f64x2.add(b1, f64x2.promote_low_f32x4(highHalf(g0)));
+        b2 = f64x2.add(b2, f64x2.promote_low_f32x4(g1));
+        b3 = f64x2.add(b3, f64x2.promote_low_f32x4(highHalf(g1)));
+      }
+      o += rowBytes;
+    }
+    const out = (<usize>j) << 2;
+    storeDemoted(dw + out, w0, w1);
+    storeDemoted(dw + out + 16, w2, w3);
+    if (db) {
+      storeDemoted(db + out, b0, b1);
+      storeDemoted(db + out + 16, b2, b3);
+    }
+  }
+  // The last c % 8 columns, with the same arithmetic one column at a time.
+  for (; j < j1; j++) {
     let sw: f64 = 0;
     let sb: f64 = 0;
     for (let r = 0; r < rows; r++) {

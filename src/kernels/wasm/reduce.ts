@@ -43,23 +43,42 @@ export function sumBlocksF32(
   }
 }
 
-/** out[j] = sum over r of g[r, j] for g [rows, c]. Split by columns. */
+@inline
+function highHalf(v: v128): v128 {
+  return v128.shuffle<f32>(v, v, 2, 3, 0, 1);
+}
+
+@inline
+function storeDemoted(p: usize, lo: v128, hi: v128): void {
+  v128.store(p, v128.shuffle<i64>(f32x4.demote_f64x2_zero(lo), f32x4.demote_f64x2_zero(hi), 0, 2));
+}
+
+/**
+ * out[j] = sum over r of g[r, j] for g [rows, c], in f64 and row order. Split by columns; each
+ * pass over the rows covers 8 columns so that every cache line of a row is read once per pass.
+ */
 export function colSumF32(g: usize, rows: i32, c: i32, out: usize, tid: i32, nt: i32): void {
-  const j0 = partStart(c, 4, tid, nt);
-  const j1 = partEnd(c, 4, tid, nt);
+  const j0 = partStart(c, 8, tid, nt);
+  const j1 = partEnd(c, 8, tid, nt);
   const rowBytes = (<usize>c) << 2;
   let j = j0;
-  for (; j + 4 <= j1; j += 4) {
-    let lo = f64x2.splat(0);
-    let hi = f64x2.splat(0);
+  for (; j + 8 <= j1; j += 8) {
+    let s0 = f64x2.splat(0);
+    let s1 = f64x2.splat(0);
+    let s2 = f64x2.splat(0);
+    let s3 = f64x2.splat(0);
     let p = g + ((<usize>j) << 2);
     for (let r = 0; r < rows; r++) {
-      const x = v128.load(p);
-      lo = f64x2.add(lo, f64x2.promote_low_f32x4(x));
-      hi = f64x2.add(hi, f64x2.promote_low_f32x4(v128.shuffle<f32>(x, x, 2, 3, 0, 1)));
+      const a = v128.load(p);
+      const b = v128.load(p + 16);
+      s0 = f64x2.add(s0, f64x2.promote_low_f32x4(a));
+      s1 = f64x2.add(s1, f64x2.promote_low_f32x4(highHalf(a)));
+      s2 = f64x2.add(s2, f64x2.promote_low_f32x4(b));
+      s3 = f64x2.add(s3, f64x2.promote_low_f32x4(highHalf(b)));
       p += rowBytes;
     }
-    v128.store(out + ((<usize>j) << 2), v128.shuffle<i64>(f32x4.demote_f64x2_zero(lo), f32x4.demote_f64x2_zero(hi), 0, 2));
+    storeDemoted(out + ((<usize>j) << 2), s0, s1);
+    storeDemoted(out + ((<usize>j) << 2) + 16, s2, s3);
   }
   for (; j < j1; j++) {
     let s: f64 = 0;
