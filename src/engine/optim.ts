@@ -71,14 +71,22 @@ export class AdamW {
   constructor(params: readonly Tensor[], opts: AdamWOptions) {
     const seen = new Set<Tensor>();
     params.forEach((p, i) => {
-      if (p.dtype !== "f32") throw new Error(`AdamW: params[${i}] ${p.describe()} must be f32`);
+      if (p.dtype !== "f32") {
+        throw new Error(
+          `AdamW: params[${i}] ${p.describe()} must be f32; trainable tensors are kept in f32`,
+        );
+      }
       if (!p.persistent) {
         throw new Error(
           `AdamW: params[${i}] ${p.describe()} is an arena tensor that endStep() frees; ` +
             `create parameters with { persistent: true }`,
         );
       }
-      if (seen.has(p)) throw new Error(`AdamW: params[${i}] ${p.describe()} is listed twice`);
+      if (seen.has(p)) {
+        throw new Error(
+          `AdamW: params[${i}] ${p.describe()} is listed twice; pass each tensor once`,
+        );
+      }
       seen.add(p);
     });
     this.params = [...params];
@@ -123,9 +131,9 @@ export class AdamW {
   }
 
   /**
-   * Returns the state as F32 tensors named `<name>.exp_avg` and `<name>.exp_avg_sq` (names[i]
-   * belongs to params[i]; parameters never updated have none) and string metadata with the
-   * step counts and hyperparameters.
+   * Returns the state as F32 tensors named `<name>.exp_avg` and `<name>.exp_avg_sq`, where
+   * names[i] belongs to params[i] and a parameter never updated has no tensors. The string
+   * metadata stores the step counts and hyperparameters.
    */
   exportState(names: readonly string[]): {
     tensors: OptimizerTensor[];

@@ -93,11 +93,15 @@ test("kaimingUniform uses torch's bound", () => {
   const [out, inFeatures] = [64, 100];
   const s = moments(new Rng(7).kaimingUniform([out, inFeatures]).f32());
   const bound = 1 / Math.sqrt(inFeatures);
-  assert.ok(s.max <= bound && s.min >= -bound, `range [${s.min}, ${s.max}]`);
-  assert.ok(s.max > 0.98 * bound && s.min < -0.98 * bound, `range [${s.min}, ${s.max}]`);
+  assert.ok(s.max <= bound, `max ${s.max} above bound ${bound}`);
+  assert.ok(s.min >= -bound, `min ${s.min} below -${bound}`);
+  assert.ok(s.max > 0.98 * bound, `max ${s.max} far from bound ${bound}`);
+  assert.ok(s.min < -0.98 * bound, `min ${s.min} far from -${bound}`);
   // a = 0 (ReLU gain sqrt 2): bound sqrt(6 / fan_in), fan_in = 3 * 5 for a [2, 3, 5] weight.
   const relu = moments(new Rng(8).kaimingUniform([40, 3, 5], 0).f32());
-  assert.ok(relu.max <= Math.sqrt(6 / 15) && relu.max > 0.9 * Math.sqrt(6 / 15));
+  const reluBound = Math.sqrt(6 / 15);
+  assert.ok(relu.max <= reluBound, `max ${relu.max} above bound ${reluBound}`);
+  assert.ok(relu.max > 0.9 * reluBound, `max ${relu.max} far from bound ${reluBound}`);
   assert.throws(() => new Rng(1).kaimingUniform([5]), /needs at least 2 dimensions/);
 });
 
