@@ -131,7 +131,7 @@ export function tokenizeSplit(
       ? `, ${report.dropped} dropped as too long (first: ${report.droppedOrigins[0]})`
       : "";
   const line =
-    `${name}: ${report.examples} examples, ${report.tokens} tokens (${report.learnedTokens} ` +
+    `${name} set: ${report.examples} examples, ${report.tokens} tokens (${report.learnedTokens} ` +
     `learned), ${report.truncated} truncated to ${report.maxLength} tokens${dropped}`;
   return { examples, report, line };
 }

@@ -54,8 +54,8 @@ const DATA_OPTIONS: OptionSpec[] = [
     name: "template",
     type: "string",
     value: "<name|text>",
-    default: "squad",
-    help: 'Prompt template for SQuAD and field data: "squad" (Context/Question/Answer sections), "prompt-completion", or a template text with {field} slots and one {answer} slot.',
+    defaultText: "squad for SQuAD data, prompt-completion for JSONL prompt/completion lines",
+    help: 'Prompt template for SQuAD and field data: "squad" (Context/Question/Answer sections), "prompt-completion" (the two texts joined), or a template text with {field} slots and one {answer} slot; JSONL lines then hold those fields.',
   },
   {
     name: "mask-prompt",

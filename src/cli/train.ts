@@ -87,7 +87,7 @@ export async function runTrain(argv: readonly string[]): Promise<number> {
     maskPrompt: values["mask-prompt"] === true,
     template,
   };
-  const train = tokenizeSplit("train", splits.train, tokenizer, tokenizeOptions);
+  const train = tokenizeSplit("training", splits.train, tokenizer, tokenizeOptions);
   const validation = tokenizeSplit("validation", splits.validation, tokenizer, tokenizeOptions);
 
   const batchSize = Number(values["batch-size"]);
