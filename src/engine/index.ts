@@ -17,9 +17,11 @@ export { rope } from "./ops/rope.js";
 export {
   crossEntropy,
   crossEntropySum,
-  linearCrossEntropy,
-  linearCrossEntropySum,
   type CrossEntropyOptions,
-  type LinearCrossEntropyOptions,
   type LossSum,
 } from "./ops/xent.js";
+export {
+  linearCrossEntropy,
+  linearCrossEntropySum,
+  type LinearCrossEntropyOptions,
+} from "./ops/linear-xent.js";
