@@ -2,15 +2,22 @@
 // of them when none is named) and prints one line per measurement, or a JSON array with --json.
 import { loadavg } from "node:os";
 import { getRuntime } from "../src/kernels/runtime.js";
+import { BENCH_FLAGS_HELP } from "./flags.js";
 import type { BenchJob, BenchResult } from "./job.js";
 
 // One line per job: its name and a loader, so a run imports only the jobs it names.
 const JOBS: Record<string, () => Promise<BenchJob>> = {
   gemm: async () => (await import("./gemm.js")).job,
+  "train-smollm2": async () => (await import("./train.js")).trainJob("train-smollm2"),
+  "train-gpt2": async () => (await import("./train.js")).trainJob("train-gpt2"),
+  "train-tinystories": async () => (await import("./train.js")).trainJob("train-tinystories"),
+  "decode-smollm2": async () => (await import("./decode.js")).decodeJob("decode-smollm2"),
+  "decode-gpt2": async () => (await import("./decode.js")).decodeJob("decode-gpt2"),
 };
 
 function usage(): string {
-  return `usage: node dist/bench/main.js [job...] [--json]\njobs: ${Object.keys(JOBS).join(", ")}`;
+  const jobs = Object.keys(JOBS).join(", ");
+  return `usage: node dist/bench/main.js [job...] [--json]\njobs: ${jobs}\n${BENCH_FLAGS_HELP}`;
 }
 
 async function main(argv: string[]): Promise<number> {
