@@ -4,6 +4,7 @@
 // Legend: B batch, T tokens, S cached + new tokens, C channels, H heads, D head size, V vocab.
 import {
   attention,
+  crossEntropy,
   linear,
   linearCrossEntropy,
   reshape,
@@ -11,6 +12,7 @@ import {
   Tensor,
 } from "../engine/index.js";
 import { KVCache } from "../generate/kv-cache.js";
+import type { Linear } from "../nn/linear.js";
 import { Module } from "../nn/module.js";
 import type { WeightDType } from "../nn/param.js";
 import type { ModelConfig } from "../io/config.js";
@@ -71,7 +73,11 @@ export function shiftLabels(labels: Tensor, ignoreIndex: number): Tensor {
   return Tensor.from(out, [batch * tokens], "i32");
 }
 
-/** The shared half of every architecture: loss, logits and cache creation. */
+/**
+ * The shared half of every architecture: loss, logits and cache creation.
+ * NOTE: training mode applies no dropout from config.json (resid_pdrop, attn_pdrop,
+ * hidden_dropout, attention_dropout). Only adapters add dropout, on their own path.
+ */
 export abstract class CausalLMBase extends Module implements CausalLM {
   abstract readonly config: ModelConfig;
   abstract readonly modelType: string;
@@ -79,8 +85,11 @@ export abstract class CausalLMBase extends Module implements CausalLM {
   abstract readonly weightDtype: WeightDType;
   abstract forward(inputIds: Tensor, options?: ForwardOptions): Tensor;
   abstract lmHeadWeight(): Tensor;
+  /** The untied output projection, or null when the token embedding is reused. */
+  abstract readonly lmHead: Linear | null;
 
   logits(hidden: Tensor): Tensor {
+    if (this.lmHead !== null) return this.lmHead.forward(hidden);
     return linear(hidden, this.lmHeadWeight(), null, "outIn");
   }
 
@@ -101,9 +110,11 @@ export abstract class CausalLMBase extends Module implements CausalLM {
     });
     const [batch, tokens, channels] = hidden.shape;
     const flat = reshape(hidden, [batch * tokens, channels]);
-    return linearCrossEntropy(flat, this.lmHeadWeight(), shiftLabels(labels, ignoreIndex), {
-      ignoreIndex,
-    });
+    const targets = shiftLabels(labels, ignoreIndex);
+    // A hook on lm_head (an adapter) changes the logits, so they must exist whole. Otherwise the
+    // fused op computes the loss in chunks and [B * T, V] never exists.
+    if (this.lmHead?.hook) return crossEntropy(this.logits(flat), targets, { ignoreIndex });
+    return linearCrossEntropy(flat, this.lmHeadWeight(), targets, { ignoreIndex });
   }
 
   createCache(batch: number, maxLength: number): KVCache {

@@ -216,10 +216,6 @@ export class BloomForCausalLM extends CausalLMBase {
     return lnF.forward(x);
   }
 
-  override logits(hidden: Tensor): Tensor {
-    return this.lmHead === null ? super.logits(hidden) : this.lmHead.forward(hidden);
-  }
-
   lmHeadWeight(): Tensor {
     return this.lmHead?.weight ?? this.transformer.wordEmbeddings.weight;
   }

@@ -207,10 +207,6 @@ export class GPT2LMHeadModel extends CausalLMBase {
     return lnF.forward(x);
   }
 
-  override logits(hidden: Tensor): Tensor {
-    return this.lmHead === null ? super.logits(hidden) : this.lmHead.forward(hidden);
-  }
-
   lmHeadWeight(): Tensor {
     return this.lmHead?.weight ?? this.transformer.wte.weight;
   }

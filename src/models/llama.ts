@@ -230,10 +230,6 @@ export class LlamaForCausalLM extends CausalLMBase {
     return this.model.norm.forward(x);
   }
 
-  override logits(hidden: Tensor): Tensor {
-    return this.lmHead === null ? super.logits(hidden) : this.lmHead.forward(hidden);
-  }
-
   lmHeadWeight(): Tensor {
     return this.lmHead?.weight ?? this.model.embedTokens.weight;
   }

@@ -6,8 +6,9 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
-import { endStep, noGrad, Tensor } from "../../src/engine/index.js";
+import { endStep, noGrad, scale, Tensor } from "../../src/engine/index.js";
 import { alibiSlopes } from "../../src/models/bloom.js";
+import type { Linear } from "../../src/nn/linear.js";
 import type { CausalLM } from "../../src/models/types.js";
 import { loadModelFromDir } from "../../src/models/weights.js";
 import { assertClose } from "../helpers/assert.js";
@@ -130,6 +131,28 @@ test("qwen2 has q/k/v biases and no o_proj bias", () => {
   }
   assert.ok(!names.includes("model.layers.0.self_attn.o_proj.bias"));
   assert.ok(names.includes("lm_head.weight"), "qwen2 unties lm_head by default");
+});
+
+test("lm_head hook reaches the loss", () => {
+  const model = loadModelFromDir(join(root, "qwen2"));
+  const labels = [...IDS];
+  const plain = noGrad(() => model.loss(ids2d([IDS]), ids2d([labels])).item());
+  const lmHead = model.getModule("lm_head") as Linear;
+  lmHead.hook = { forward: (_x, base) => scale(base, 2) };
+  const hooked = noGrad(() => model.loss(ids2d([IDS]), ids2d([labels])).item());
+  const logits = logitsOf(model, [IDS]);
+  lmHead.hook = null;
+  endStep();
+  const vocab = model.dims.vocabSize;
+  let total = 0;
+  for (let t = 0; t + 1 < IDS.length; t++) {
+    const row = Array.from(logits.subarray(t * vocab, (t + 1) * vocab));
+    const max = Math.max(...row);
+    total += max + Math.log(row.reduce((s, v) => s + Math.exp(v - max), 0)) - row[IDS[t + 1]];
+  }
+  const expected = total / (IDS.length - 1);
+  assert.ok(Math.abs(hooked - expected) <= 1e-5, `hooked loss ${hooked}, expected ${expected}`);
+  assert.ok(Math.abs(hooked - plain) > 1e-3, "the hook changes the loss");
 });
 
 test("alibi slopes for 8 and 6 heads", () => {
