@@ -37,6 +37,30 @@ export {
   type SamplingOptions,
 } from "./generate/index.js";
 
+// LoRA adapters with PEFT's config, maths and files.
+export {
+  activeAdapter,
+  applyLora,
+  countParameters,
+  deleteAdapter,
+  disableAdapters,
+  enableAdapters,
+  listAdapters,
+  loadAdapter,
+  loraConfig,
+  mergeAdapter,
+  mergeAndUnload,
+  mergeCheckpoint,
+  saveAdapter,
+  setActiveAdapter,
+  trainableParameters,
+  trainableParametersReport,
+  unmergeAdapter,
+  withAdaptersDisabled,
+  type LoraConfig,
+  type LoraConfigInput,
+} from "./lora/index.js";
+
 // Building blocks for custom models and adapters.
 export {
   Embedding,

@@ -34,6 +34,11 @@ export {
   type SaveAdapterOptions,
 } from "./adapter-io.js";
 export { mergeAdapter, mergeAndUnload, unmergeAdapter } from "./merge.js";
+export {
+  mergeCheckpoint,
+  type MergeCheckpointOptions,
+  type MergeSummary,
+} from "./merge-checkpoint.js";
 export { countParameters, trainableParametersReport, type ParameterCount } from "./report.js";
 export { LoraLinear, type LoraWeights } from "./layer.js";
 export type { AdapterRecord } from "./state.js";
