@@ -65,6 +65,9 @@ interface RunTiming {
   prefillMs: number;
   decodeMs: number;
   totalMs: number;
+  /** The whole generate() call, wall and CPU time (for the kernel profile). */
+  callMs: number;
+  callCpuMs: number;
 }
 
 /** Measures generate() calls in this process: the "decode" task of bench/child.ts. */
@@ -81,12 +84,15 @@ export function measureDecoding(input: unknown): DecodeMeasurement {
 
   const timeRun = (newTokens: number): RunTiming => {
     const times: number[] = [];
+    const cpu0 = process.cpuUsage();
     const start = performance.now();
     const result = generate(model, [prompt], {
       maxNewTokens: newTokens,
       eosTokenId: null,
       onToken: () => times.push(performance.now()),
     });
+    const callMs = performance.now() - start;
+    const cpu = process.cpuUsage(cpu0);
     const generated = result.tokens[0].length;
     if (generated !== newTokens || times.length !== newTokens) {
       throw new Error(
@@ -95,7 +101,13 @@ export function measureDecoding(input: unknown): DecodeMeasurement {
     }
     const first = times[0];
     const last = times[times.length - 1];
-    return { prefillMs: first - start, decodeMs: last - first, totalMs: last - start };
+    return {
+      prefillMs: first - start,
+      decodeMs: last - first,
+      totalMs: last - start,
+      callMs,
+      callCpuMs: (cpu.user + cpu.system) / 1000,
+    };
   };
 
   // One short call first: V8 compiles the kernels and the prefill shapes get their first run.
@@ -113,8 +125,11 @@ export function measureDecoding(input: unknown): DecodeMeasurement {
   const endToEnd = runs.map((r) => (1000 * options.newTokens) / r.totalMs);
   const kernels = profiler?.perStep(options.runs);
   if (kernels !== undefined) {
-    const runMs = runs.reduce((sum, r) => sum + r.totalMs, 0) / runs.length;
-    console.error(formatProfile(`${options.label} (per generate call)`, kernels, runMs).join("\n"));
+    const mean = (values: number[]): number =>
+      values.reduce((sum, v) => sum + v, 0) / values.length;
+    const call = { ms: mean(runs.map((r) => r.callMs)), cpuMs: mean(runs.map((r) => r.callCpuMs)) };
+    const label = `${options.label} (per generate call)`;
+    console.error(formatProfile(label, kernels, call).join("\n"));
   }
   return {
     label: options.label,

@@ -171,8 +171,10 @@ export function measureTraining(input: unknown): TrainMeasurement {
   const kernels = profiler?.perStep(options.steps);
   if (kernels !== undefined) {
     // The kernel totals are means over the measured steps, so compare them with the mean step.
-    const meanStepMs = stepMs.reduce((sum, ms) => sum + ms, 0) / stepMs.length;
-    console.error(formatProfile(options.label, kernels, meanStepMs).join("\n"));
+    const mean = (values: number[]): number =>
+      values.reduce((sum, v) => sum + v, 0) / values.length;
+    const step = { ms: mean(stepMs), cpuMs: mean(cpuMs) };
+    console.error(formatProfile(options.label, kernels, step).join("\n"));
   }
   return {
     label: options.label,
