@@ -141,6 +141,8 @@ function encodeLike(raw: RawTensor, values: Float32Array): Uint8Array {
 export function mergeCheckpoint(options: MergeCheckpointOptions): MergeSummary {
   const outDir = resolve(options.outDir);
   checkOutputFolder(outDir, options.force ?? false);
+  // NOTE: the model is loaded whole (for its module tree and the strict adapter check) and each
+  // shard is read whole, so peak memory is about the model size plus the largest shard.
   const model: CausalLM = loadModelFromDir(options.modelDir, "auto");
   const record = loadAdapter(model, options.adapterDir, { adapterName: "merge" });
   const state = loraState(model, "merge");

@@ -1,16 +1,25 @@
 // `tslora merge`: the merged folder against PEFT's merge_and_unload() checkpoint.
 import assert from "node:assert/strict";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from "node:fs";
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
 import { endStep, noGrad } from "../../src/engine/index.js";
 import { runMerge } from "../../src/cli/merge.js";
 import { decodeToFloat32 } from "../../src/io/dtypes.js";
-import { readSafetensors, SafetensorsFile } from "../../src/io/safetensors.js";
+import { readSafetensors, SafetensorsFile, writeSafetensors } from "../../src/io/safetensors.js";
 import { addLoraDelta } from "../../src/lora/merge.js";
 import { mergeCheckpoint } from "../../src/lora/merge-checkpoint.js";
 import { loadModelFromDir } from "../../src/models/index.js";
+import { maxAbsDiff } from "../helpers/assert.js";
 import { fixture } from "../helpers/fixtures.js";
 import {
   logitsOf,
@@ -157,4 +166,92 @@ test("failed merge leaves no output", () => {
     /does not fit the model/,
   );
   assert.ok(!existsSync(out));
+});
+
+/** Writes a copy of a model folder with renamed tensors, split over `shards` files. */
+function rewriteModel(
+  from: string,
+  to: string,
+  rename: (name: string) => string,
+  shards: number,
+): void {
+  mkdirSync(to, { recursive: true });
+  for (const file of ["config.json", "generation_config.json"]) {
+    writeFileSync(join(to, file), readFileSync(join(from, file)));
+  }
+  const tensors = [...readSafetensors(join(from, "model.safetensors")).tensors.values()].map(
+    (t) => ({ ...t, name: rename(t.name) }),
+  );
+  if (shards === 1) {
+    writeSafetensors(join(to, "model.safetensors"), tensors, { format: "pt" });
+    return;
+  }
+  const weightMap: Record<string, string> = {};
+  for (let s = 0; s < shards; s++) {
+    const file = `model-0000${s + 1}-of-0000${shards}.safetensors`;
+    const part = tensors.filter((_, i) => i % shards === s);
+    for (const t of part) weightMap[t.name] = file;
+    writeSafetensors(join(to, file), part, { format: "pt" });
+  }
+  const index = { metadata: { total_size: 0 }, weight_map: weightMap };
+  writeFileSync(join(to, "model.safetensors.index.json"), JSON.stringify(index));
+}
+
+/** Returns every tensor of a folder's safetensors files by name, as f32 values. */
+function folderTensors(dir: string): Map<string, Float32Array> {
+  const out = new Map<string, Float32Array>();
+  for (const file of readdirSync(dir).filter((f) => f.endsWith(".safetensors"))) {
+    for (const [name, t] of readSafetensors(join(dir, file)).tensors) {
+      out.set(name, decodeToFloat32(t.data, t.dtype, name));
+    }
+  }
+  return out;
+}
+
+test("sharded checkpoint merges shard by shard", () => {
+  const modelDir = join(scratch, "llama-sharded");
+  rewriteModel(fixture("reference/llama/model"), modelDir, (n) => n, 2);
+  const out = join(scratch, "llama-sharded-merged");
+  const summary = mergeCheckpoint({
+    modelDir,
+    adapterDir: fixture("reference/llama/adapter"),
+    outDir: out,
+  });
+  assert.deepEqual(summary.files, [
+    "model-00001-of-00002.safetensors",
+    "model-00002-of-00002.safetensors",
+  ]);
+  assert.ok(existsSync(join(out, "model.safetensors.index.json")));
+  const ours = folderTensors(out);
+  const peft = folderTensors(fixture("reference/llama/merged"));
+  assert.equal(ours.size, peft.size);
+  for (const [name, values] of peft) {
+    const mine = ours.get(name);
+    assert.ok(mine, `${name} missing`);
+    assert.ok(maxAbsDiff(mine, values) <= 1e-6, `${name} differs`);
+  }
+});
+
+test("Hub-style GPT-2 names stay unprefixed", () => {
+  const modelDir = join(scratch, "gpt2-hub");
+  rewriteModel(
+    fixture("reference/gpt2/model"),
+    modelDir,
+    (n) => n.replace(/^transformer\./, ""),
+    1,
+  );
+  const out = join(scratch, "gpt2-hub-merged");
+  const summary = mergeCheckpoint({
+    modelDir,
+    adapterDir: fixture("reference/gpt2/adapter"),
+    outDir: out,
+  });
+  assert.equal(summary.mergedWeights, 2);
+  const ours = folderTensors(out);
+  assert.ok(ours.has("h.0.attn.c_attn.weight"));
+  for (const [name, values] of folderTensors(fixture("reference/gpt2/merged"))) {
+    const mine = ours.get(name.replace(/^transformer\./, ""));
+    assert.ok(mine, `${name} missing`);
+    assert.ok(maxAbsDiff(mine, values) <= 1e-6, `${name} differs`);
+  }
 });
