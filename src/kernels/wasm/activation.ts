@@ -103,7 +103,9 @@ function unaryApply(kind: i32, x: v128): v128 {
   if (kind == 0) return geluTanhV(x);
   if (kind == 1) return siluV(x);
   if (kind == 2) return geluTanhGradV(x);
-  return siluGradV(x);
+  if (kind == 3) return siluGradV(x);
+  if (kind == 4) return geluErfV(x);
+  return geluErfGradV(x);
 }
 
 @inline
@@ -199,57 +201,55 @@ export function swigluBackwardF32(
 
 // GELU erf form: x * Phi(x) with Phi the standard normal CDF. erfc comes from a rational
 // Chebyshev fit, erfc(z) = t exp(-z^2 + P(t)) with t = 1 / (1 + z/2) and fractional error
-// below 1.2e-7 for z >= 0 (Press et al., Numerical Recipes, 2nd ed., section 6.2). Evaluated
-// per element in f64: this form serves BERT-style models and is not on a hot path.
-// NOTE: scalar code, not SIMD.
+// below 1.2e-7 for z >= 0 (Press et al., Numerical Recipes, 2nd ed., section 6.2), evaluated
+// here in f32. Using the upper tail for both signs keeps the relative precision of the lower
+// tail, where x * Phi(x) is tiny.
 @inline
-function erfcPositive(z: f64): f64 {
-  const t = 1 / (1 + 0.5 * z);
-  const p =
-    -1.26551223 +
-    t *
-      (1.00002368 +
-        t *
-          (0.37409196 +
-            t *
-              (0.09678418 +
-                t *
-                  (-0.18628806 +
-                    t *
-                      (0.27886807 +
-                        t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277))))))));
-  return t * Math.exp(-z * z + p);
+function erfcPositiveV(z: v128): v128 {
+  const t = f32x4.div(f32x4.splat(1), f32x4.add(f32x4.splat(1), f32x4.mul(f32x4.splat(0.5), z)));
+  let p = f32x4.splat(0.17087277);
+  p = f32x4.add(f32x4.mul(p, t), f32x4.splat(-0.82215223));
+  p = f32x4.add(f32x4.mul(p, t), f32x4.splat(1.48851587));
+  p = f32x4.add(f32x4.mul(p, t), f32x4.splat(-1.13520398));
+  p = f32x4.add(f32x4.mul(p, t), f32x4.splat(0.27886807));
+  p = f32x4.add(f32x4.mul(p, t), f32x4.splat(-0.18628806));
+  p = f32x4.add(f32x4.mul(p, t), f32x4.splat(0.09678418));
+  p = f32x4.add(f32x4.mul(p, t), f32x4.splat(0.37409196));
+  p = f32x4.add(f32x4.mul(p, t), f32x4.splat(1.00002368));
+  p = f32x4.add(f32x4.mul(p, t), f32x4.splat(-1.26551223));
+  return f32x4.mul(t, expV(f32x4.sub(p, f32x4.mul(z, z))));
 }
 
-/** Returns Phi(x) = 0.5 erfc(-x / sqrt 2), using the upper tail for either sign. */
+/** Returns Phi(x) = 0.5 erfc(-x / sqrt 2) per lane. */
 @inline
-function normalCdf(x: f64): f64 {
-  const z = Math.abs(x) * 0.7071067811865476;
-  const tail = 0.5 * erfcPositive(z);
-  return x >= 0 ? 1 - tail : tail;
+function normalCdfV(x: v128): v128 {
+  const z = f32x4.mul(f32x4.abs(x), f32x4.splat(0.7071067811865476));
+  const tail = f32x4.mul(f32x4.splat(0.5), erfcPositiveV(z));
+  return v128.bitselect(f32x4.sub(f32x4.splat(1), tail), tail, f32x4.ge(x, f32x4.splat(0)));
+}
+
+@inline
+function geluErfV(x: v128): v128 {
+  return f32x4.mul(x, normalCdfV(x));
+}
+
+// d/dx [x Phi(x)] = Phi(x) + x phi(x), phi(x) = exp(-x^2 / 2) / sqrt(2 pi). phi reaches 0 (also
+// when x^2 overflows) long before x * phi could overflow, so large |x| gives 1 or 0, not NaN.
+@inline
+function geluErfGradV(x: v128): v128 {
+  const density = f32x4.mul(
+    expV(f32x4.mul(f32x4.splat(-0.5), f32x4.mul(x, x))),
+    f32x4.splat(0.3989422804014327),
+  );
+  return f32x4.add(normalCdfV(x), f32x4.mul(x, density));
 }
 
 /** out = x * Phi(x) (GELU with approximate = "none"). */
 export function geluErfF32(x: usize, out: usize, n: i32, tid: i32, nt: i32): void {
-  const start = partStart(n, 16, tid, nt);
-  const end = partEnd(n, 16, tid, nt);
-  for (let i = start; i < end; i++) {
-    const o = (<usize>i) << 2;
-    const v = <f64>load<f32>(x + o);
-    store<f32>(out + o, <f32>(v * normalCdf(v)));
-  }
+  unaryLoop(4, x, out, 0, n, tid, nt);
 }
 
 /** dx = g * (Phi(x) + x * phi(x)), phi the standard normal density. */
 export function geluErfBackwardF32(x: usize, g: usize, dx: usize, n: i32, tid: i32, nt: i32): void {
-  const start = partStart(n, 16, tid, nt);
-  const end = partEnd(n, 16, tid, nt);
-  for (let i = start; i < end; i++) {
-    const o = (<usize>i) << 2;
-    const v = <f64>load<f32>(x + o);
-    // phi underflows to 0 long before x * phi could overflow, so large |x| stays finite.
-    const density = Math.exp(-0.5 * v * v) * 0.3989422804014327;
-    const d = normalCdf(v) + (Math.abs(v) > 40 ? 0 : v * density);
-    store<f32>(dx + o, <f32>(<f64>load<f32>(g + o) * d));
-  }
+  unaryLoop(5, x, dx, g, n, tid, nt);
 }
