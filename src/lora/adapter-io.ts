@@ -169,7 +169,10 @@ export function loadAdapter(
   );
   if (problems.length + match.problems.length > 0) {
     const all = [...problems, ...match.problems];
-    const hint = problems.length > 0 ? `\n${moduleList}` : "";
+    let hint = problems.length > 0 ? `\n${moduleList}` : "";
+    if (config.base_model_name_or_path !== null) {
+      hint += `\nadapter_config.json names the base model "${config.base_model_name_or_path}".`;
+    }
     throw new Error(
       `loadAdapter: ${dir} does not fit the model (${all.length} problems):\n` +
         `  - ${all.join("\n  - ")}${hint}`,
