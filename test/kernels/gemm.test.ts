@@ -167,18 +167,23 @@ test("gemm with K 0 writes zeros", () => {
 });
 
 test("gemm decodes f16 subnormals, infinity and NaN", () => {
-  // Every f16 exponent class: zero, subnormals, normals, the largest value, infinities, NaN.
-  const values = [0, -0, 2 ** -24, -(2 ** -20), 2 ** -14, 0.333251953125, -65504, 65504, Infinity];
+  // Every f16 class: zeros, subnormals, normals, the largest value, infinities and NaN. The
+  // second group of 8 holds the infinities and NaN, so the vector decoders see both kinds.
+  const values = [0, -0, 2 ** -24, -(2 ** -20), 2 ** -14, 0.333251953125, -65504, 65504];
+  values.push(Infinity, -Infinity, NaN, 1, -1, 2 ** -15, 1.5, -2);
+  const n = values.length;
+  const k = 8;
   for (const [m, transB] of [
-    [5, false],
     [1, false],
     [1, true],
+    [5, false],
     [5, true],
   ] as const) {
-    const k = 1;
-    const n = values.length + 1;
-    const a = Tensor.from(new Float32Array(m).fill(1), [m, k]);
-    const bValues = [...values, NaN];
+    // Column j of B repeats values[j] k times and A is all ones, so C(i, j) = 8 * values[j]
+    // exactly (sums start from +0, so -0 comes out as +0).
+    const bValues = transB ? values.flatMap((v) => new Array<number>(k).fill(v)) : [];
+    if (!transB) for (let kk = 0; kk < k; kk++) bValues.push(...values);
+    const a = Tensor.from(new Float32Array(m * k).fill(1), [m, k]);
     const b = Tensor.from(bValues, transB ? [n, k] : [k, n], "f16");
     const out = Tensor.empty([m, n]);
     gemm({
@@ -191,11 +196,9 @@ test("gemm decodes f16 subnormals, infinity and NaN", () => {
       k,
       batch: 1,
     });
-    const row = Array.from(out.f32().subarray(0, n));
-    // Sums start from +0, so -0 comes out as +0.
-    const expected = values.map((v) => v + 0);
-    assert.deepEqual(row.slice(0, -1), expected, `m ${m} transB ${transB}`);
-    assert.ok(Number.isNaN(row[n - 1]), `m ${m} transB ${transB}: NaN decodes to ${row[n - 1]}`);
+    const row = Array.from(out.f32().subarray((m - 1) * n, m * n));
+    const expected = values.map((v) => 8 * v + 0);
+    assert.deepEqual(row, expected, `m ${m} transB ${transB}`);
   }
 });
 

@@ -15,6 +15,8 @@ import {
   DTYPE_F16,
   DTYPE_F32,
   f16BitsToF32,
+  f16HasSpecial,
+  f16HighToF32,
   loadAsF32,
   madd,
 } from "./gemm-pack";
@@ -100,7 +102,9 @@ function loadFirst8(base: usize, index: usize, dtype: i32): v128 {
   if (dtype == DTYPE_F32) return v128.load(base + (index << 2));
   const v = v128.load(base + (index << 1));
   if (dtype == DTYPE_BF16) return i32x4.shl(v, 16);
-  return f16BitsToF32(v128.and(v, i32x4.splat(0xffff)));
+  // Infinities and NaN are rare in weights, so they take the slower exact decoder.
+  if (f16HasSpecial(v)) return f16BitsToF32(v128.and(v, i32x4.splat(0xffff)));
+  return f16HighToF32(i32x4.shl(v, 16));
 }
 
 // The other 4: elements 4-7 for f32, the odd ones for 16-bit.
@@ -110,7 +114,8 @@ function loadSecond8(base: usize, index: usize, dtype: i32): v128 {
   const v = v128.load(base + (index << 1));
   // Two shifts rather than a mask: the mask constant would take one more vector register.
   if (dtype == DTYPE_BF16) return i32x4.shl(i32x4.shr_u(v, 16), 16);
-  return f16BitsToF32(i32x4.shr_u(v, 16));
+  if (f16HasSpecial(v)) return f16BitsToF32(i32x4.shr_u(v, 16));
+  return f16HighToF32(v);
 }
 
 // Adds the products of 8 A values (alo, ahi) and the 8 weights at `index` to `sum`.

@@ -80,6 +80,25 @@ export function f16BitsToF32(h: v128): v128 {
 }
 
 /**
+ * Decodes the f16 values in the high 16 bits of each i32 lane (the low bits are ignored), for
+ * vectors without infinities or NaN (see f16HasSpecial). The arithmetic shift places sign,
+ * exponent and mantissa where f32 keeps them, and the mask clears the copies of the sign and the
+ * low bits. Subnormals come out exact, as in f16ToF32.
+ */
+@inline
+export function f16HighToF32(x: v128): v128 {
+  const bits = v128.and(i32x4.shr_s(x, 3), i32x4.splat(0x8fffe000));
+  return f32x4.mul(bits, f32x4.splat(F16_EXPONENT_SCALE));
+}
+
+/** Returns true when any of the eight f16 values in `v` is an infinity or a NaN. */
+@inline
+export function f16HasSpecial(v: v128): bool {
+  const exponent = i16x8.splat(0x7c00);
+  return v128.any_true(i16x8.eq(v128.and(v, exponent), exponent));
+}
+
+/**
  * Packs A[i0 : i0+mc, k0 : k0+kc] into panels of MR rows: panel p contains rows i0 + p*MR .. and
  * stores element (r, k) at dst[p*kc*MR + k*MR + r]. Rows past mc are zero, so the micro-kernel
  * always runs a full tile.
