@@ -75,6 +75,7 @@ export function generate(
   }));
 
   const promptLength = Math.max(...prompts.map((p) => p.length));
+  checkPositionLimit(model, promptLength, maxNewTokens);
   const cache = model.createCache(prompts.length, promptLength + maxNewTokens);
   try {
     noGrad(() => {
@@ -123,6 +124,16 @@ function checkGenerateOptions(
     throw new Error("generate: onText needs a tokenizer to decode the text; pass tokenizer");
   }
   checkSamplingOptions(options);
+}
+
+function checkPositionLimit(model: CausalLM, promptLength: number, maxNewTokens: number): void {
+  const limit = model.dims.maxPositions;
+  if (limit !== null && promptLength + maxNewTokens > limit) {
+    throw new Error(
+      `generate: ${promptLength} prompt tokens + maxNewTokens ${maxNewTokens} exceed the ` +
+        `${limit} positions of ${model.modelType}; shorten the prompt or lower maxNewTokens`,
+    );
+  }
 }
 
 function eosList(eos: GenerateOptions["eosTokenId"]): number[] {

@@ -140,4 +140,8 @@ test("generate rejects invalid options", () => {
   assert.throws(() => generate(model, [[1]], { topP: 0 }), /topP must be in \(0, 1\]/);
   assert.throws(() => generate(model, [[1]], { stopStrings: ["x"] }), /need a tokenizer/);
   assert.throws(() => generate(model, [[1]], { maxNewTokens: 0 }), /maxNewTokens/);
+  assert.throws(
+    () => generate(model, [[1, 2]], { maxNewTokens: 47 }),
+    /2 prompt tokens \+ maxNewTokens 47 exceed the 48 positions of gpt2/,
+  );
 });
