@@ -86,14 +86,14 @@ function fixFanInFanOut(model: Module, config: LoraConfig, paths: readonly strin
         `one adapter_config.json cannot describe both (fan_in_fan_out); target one kind`,
     );
   }
-  const wanted = layouts.has("inOut");
-  if (config.fan_in_fan_out === wanted) return config;
+  const isConv1D = layouts.has("inOut");
+  if (config.fan_in_fan_out === isConv1D) return config;
   process.emitWarning(
     `fan_in_fan_out is ${config.fan_in_fan_out} but the targets are ` +
-      `${wanted ? "Conv1D" : "Linear"} layers; setting fan_in_fan_out to ${wanted}`,
+      `${isConv1D ? "Conv1D" : "Linear"} layers; setting fan_in_fan_out to ${isConv1D}`,
     "LoraWarning",
   );
-  return withConfigChanges(config, { fan_in_fan_out: wanted });
+  return withConfigChanges(config, { fan_in_fan_out: isConv1D });
 }
 
 /** Initial values or loaded values for one adapted Linear, row-major f32. */
@@ -167,9 +167,9 @@ export function addAdapter(
       state.layers.set(path, layer);
     }
     const { r, alpha } = rankAndAlphaFor(config, path);
-    const given = spec.values?.get(path);
+    const loaded = spec.values?.get(path);
     const values =
-      given ??
+      loaded ??
       initLoraMatrices(
         r,
         linear.inFeatures,

@@ -5,7 +5,7 @@
 // model.
 import { familyDefaultTargets, type LoraConfig, type TargetSpec } from "./config.js";
 
-/** One module of the model as target selection sees it. */
+/** A module of the model: its path, class name and whether it is a Linear. */
 export interface ModuleEntry {
   path: string;
   /** Class name, for messages ("Linear", "LayerNorm", ...). */
@@ -108,20 +108,20 @@ export function collectTargets(
     }
   }
   const matched = candidates.filter((m) => isTargetPath(config, spec, m.path));
-  const kept = matched.filter((m) => !isExcluded(config, m.path));
-  for (const m of kept) {
+  const selected = matched.filter((m) => !isExcluded(config, m.path));
+  for (const m of selected) {
     if (!m.isLinear) {
       problems.push(
         `target "${m.path}" is a ${m.typeName}; LoRA supports Linear (and GPT-2 Conv1D) only`,
       );
     }
   }
-  if (problems.length === 0 && kept.length === 0) {
-    const why =
+  if (problems.length === 0 && selected.length === 0) {
+    const reason =
       matched.length > 0 ? "every match is removed by exclude_modules" : "no module matches";
-    problems.push(`target_modules ${describeSpec(spec)} selects nothing: ${why}`);
+    problems.push(`target_modules ${describeSpec(spec)} selects nothing: ${reason}`);
   }
-  const paths = kept.filter((m) => m.isLinear).map((m) => m.path);
+  const paths = selected.filter((m) => m.isLinear).map((m) => m.path);
   return { paths, resolved: spec, problems };
 }
 
