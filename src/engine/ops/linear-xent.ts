@@ -16,13 +16,16 @@ import {
 } from "./xent.js";
 
 export interface LinearCrossEntropyOptions extends CrossEntropyOptions {
-  /** Rows of logits computed at a time. Default: as many as fit in 32 MiB of f32 logits. */
+  /** Rows of logits computed at a time. Default: as many as fit in 64 MiB of f32 logits. */
   chunkRows?: number;
   /** Layout of weight: "outIn" = [V, C] like nn.Linear and tied embeddings (the only one). */
   layout?: "outIn";
 }
 
-const CHUNK_LOGITS = 8 * 1024 * 1024;
+// Default logits per chunk (f32 values, 64 MiB). Each chunk's GEMMs pack the whole weight again,
+// so larger chunks cost less time: going from 32 to 64 MiB saved about 6% of the CPU time for
+// GPT-2's vocabulary (512 rows, C 768, bf16 weight, 2 threads, on a shared 2-core machine).
+const CHUNK_LOGITS = 16 * 1024 * 1024;
 
 /**
  * Returns the mean cross-entropy of h Wᵀ against labels, for h [N, C] f32, weight [V, C] (f32,
