@@ -30,9 +30,10 @@ export interface AttentionOptions {
  * Returns softmax(q kᵀ · scale + alibi + masks) v, [B, H, T, D], for q [B, H, T, D] and k, v
  * [B, Hkv, S, D] with H a multiple of Hkv and S >= T: the T queries are the last T positions,
  * the first S - T keys come from a KV cache. Query head h reads KV head floor(h / (H / Hkv)).
- * Masked scores are excluded from the softmax, as if they were -inf, and a query row with no
- * visible key yields zeros. Matches transformers' eager attention, which adds the dtype's
- * minimum instead; both give probability exactly 0 to masked keys when any key is visible.
+ * Masked scores are excluded from the softmax, as if they were -inf. This matches transformers'
+ * eager attention, which adds the dtype's minimum instead: both give probability exactly 0 to
+ * masked keys when any key is visible. A query row with no visible key yields zeros here, where
+ * adding the minimum to every score would spread the probability evenly over all keys.
  */
 export function attention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions): Tensor {
   const dims = checkAttention(q, k, v, opts);
@@ -52,8 +53,9 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOption
   // [B, H, T] log-sum-exp of each score row, so backward can recompute the probabilities.
   const lse = Tensor.empty([B, H, T]);
   const scratch = Tensor.empty([attentionScratchBytes(S) / 4]);
-  if (out.size > 0)
+  if (out.size > 0) {
     attentionForwardF32(q.offset, k.offset, v.offset, out.offset, lse.offset, scratch.offset, dims);
+  }
 
   return record(out, "attention", [q, k, v], (gradOut, needs) => {
     for (const t of keep) t.assertAlive("attention backward");
