@@ -79,8 +79,6 @@ function collapseDims(
   return { shape: outShape, strides: outStrides };
 }
 
-const MAX_STRIDED_DIMS = 16;
-
 function writeMeta(values: number[]): number {
   const meta = Tensor.from(Int32Array.from(values), [values.length], "i32");
   return meta.offset;
@@ -113,12 +111,6 @@ export function broadcastBinary(op: string, code: BinaryOp, a: Tensor, b: Tensor
       broadcastStrides(a.shape, shape),
       broadcastStrides(b.shape, shape),
     ]);
-    if (merged.shape.length > MAX_STRIDED_DIMS) {
-      throw new Error(
-        `${op}: broadcasting ${formatShape(a.shape)} with ${formatShape(b.shape)} needs ` +
-          `${merged.shape.length} dimensions; the kernel supports at most ${MAX_STRIDED_DIMS}`,
-      );
-    }
     const meta = writeMeta([
       merged.shape.length,
       ...merged.shape,

@@ -58,7 +58,7 @@ export function scaleF32(a: number, out: number, n: number, s: number): void {
 
 /**
  * General broadcasting: `meta` is an i32 block [ndim, shape..., strideA..., strideB...] (element
- * strides, 0 on broadcast dimensions; ndim <= 16) describing the n-element output.
+ * strides, 0 on broadcast dimensions) describing the n-element output.
  */
 export function binaryStridedF32(
   op: BinaryOp,

@@ -139,10 +139,49 @@ export function scaleF32(a: usize, out: usize, n: i32, s: f64, tid: i32, nt: i32
   scalarLoop(OP_MUL, a, <f32>s, out, partStart(n, 16, tid, nt), partEnd(n, 16, tid, nt));
 }
 
+// One row of the strided path: out[k] = a[k * sa] op b[k * sb] for k in [0, len), with SIMD
+// loops for the contiguous and broadcast (stride 0) cases.
+@inline
+function stridedRow(
+  op: i32,
+  a: usize,
+  sa: i32,
+  b: usize,
+  sb: i32,
+  out: usize,
+  len: i32,
+): void {
+  let k = 0;
+  if (sa == 1 && sb == 1) {
+    for (; k + 4 <= len; k += 4) {
+      const o = (<usize>k) << 2;
+      v128.store(out + o, vop(op, v128.load(a + o), v128.load(b + o)));
+    }
+  } else if (sa == 1 && sb == 0) {
+    const y = v128.load32_splat(b);
+    for (; k + 4 <= len; k += 4) {
+      const o = (<usize>k) << 2;
+      v128.store(out + o, vop(op, v128.load(a + o), y));
+    }
+  } else if (sa == 0 && sb == 1) {
+    const x = v128.load32_splat(a);
+    for (; k + 4 <= len; k += 4) {
+      const o = (<usize>k) << 2;
+      v128.store(out + o, vop(op, x, v128.load(b + o)));
+    }
+  }
+  for (; k < len; k++) {
+    const x = load<f32>(a + ((<usize>(k * sa)) << 2));
+    const y = load<f32>(b + ((<usize>(k * sb)) << 2));
+    store<f32>(out + ((<usize>k) << 2), sop(op, x, y));
+  }
+}
+
 /**
- * The general broadcasting path: out[idx] = a[idx . strideA] op b[idx . strideB] over the
- * multi-index idx of the output. `meta` points to i32 values: ndim, shape[ndim],
- * strideA[ndim], strideB[ndim] (strides in elements, 0 on broadcast dimensions).
+ * Computes the general broadcasting case: out[idx] = a[idx . strideA] op b[idx . strideB] over
+ * the multi-index idx of the output. `meta` points to i32 values: ndim, shape[ndim],
+ * strideA[ndim], strideB[ndim] (strides in elements, 0 on broadcast dimensions). Split by rows
+ * of the last dimension.
  */
 export function binaryStridedF32(
   op: i32,
@@ -154,65 +193,36 @@ export function binaryStridedF32(
   tid: i32,
   nt: i32,
 ): void {
-  const start = partStart(n, 16, tid, nt);
-  const end = partEnd(n, 16, tid, nt);
-  if (start >= end) return;
   const nd = load<i32>(meta);
   const shape = meta + 4;
   const sa = shape + ((<usize>nd) << 2);
   const sb = sa + ((<usize>nd) << 2);
-  // The running multi-index lives in a static slot per thread: ndim <= 16, tid < 256.
-  const idx = memory.data(64 * 256) + (<usize>tid << 6);
-  let rest = start;
-  let offA = 0;
-  let offB = 0;
-  for (let d = nd - 1; d >= 0; d--) {
-    const dim = load<i32>(shape + ((<usize>d) << 2));
-    const k = rest % dim;
-    rest /= dim;
-    store<i32>(idx + ((<usize>d) << 2), k);
-    offA += k * load<i32>(sa + ((<usize>d) << 2));
-    offB += k * load<i32>(sb + ((<usize>d) << 2));
-  }
   const last = nd - 1;
-  const lastDim = load<i32>(shape + ((<usize>last) << 2));
+  const len = load<i32>(shape + ((<usize>last) << 2));
+  if (len == 0) return;
   const lastSa = load<i32>(sa + ((<usize>last) << 2));
   const lastSb = load<i32>(sb + ((<usize>last) << 2));
-  for (let i = start; i < end; i++) {
-    const x = load<f32>(a + ((<usize>offA) << 2));
-    const y = load<f32>(b + ((<usize>offB) << 2));
-    let v: f32;
-    if (op == OP_ADD) v = x + y;
-    else if (op == OP_SUB) v = x - y;
-    else if (op == OP_MUL) v = x * y;
-    else v = y - x;
-    store<f32>(out + ((<usize>i) << 2), v);
-    // Advance the multi-index by one, carrying into outer dimensions.
-    let k = load<i32>(idx + ((<usize>last) << 2)) + 1;
-    offA += lastSa;
-    offB += lastSb;
-    if (k < lastDim) {
-      store<i32>(idx + ((<usize>last) << 2), k);
-      continue;
-    }
-    store<i32>(idx + ((<usize>last) << 2), 0);
-    offA -= lastSa * lastDim;
-    offB -= lastSb * lastDim;
+  const rows = n / len;
+  const r0 = partStart(rows, 1, tid, nt);
+  const r1 = partEnd(rows, 1, tid, nt);
+  for (let r = r0; r < r1; r++) {
+    // Offsets of this row's first element, from its index over the leading dimensions.
+    let rest = r;
+    let offA = 0;
+    let offB = 0;
     for (let d = last - 1; d >= 0; d--) {
-      const p = idx + ((<usize>d) << 2);
       const dim = load<i32>(shape + ((<usize>d) << 2));
-      const strideA = load<i32>(sa + ((<usize>d) << 2));
-      const strideB = load<i32>(sb + ((<usize>d) << 2));
-      k = load<i32>(p) + 1;
-      offA += strideA;
-      offB += strideB;
-      if (k < dim) {
-        store<i32>(p, k);
-        break;
-      }
-      store<i32>(p, 0);
-      offA -= strideA * dim;
-      offB -= strideB * dim;
+      const k = rest % dim;
+      rest /= dim;
+      offA += k * load<i32>(sa + ((<usize>d) << 2));
+      offB += k * load<i32>(sb + ((<usize>d) << 2));
     }
+    const pa = a + ((<usize>offA) << 2);
+    const pb = b + ((<usize>offB) << 2);
+    const po = out + ((<usize>r * <usize>len) << 2);
+    if (op == OP_ADD) stridedRow(OP_ADD, pa, lastSa, pb, lastSb, po, len);
+    else if (op == OP_SUB) stridedRow(OP_SUB, pa, lastSa, pb, lastSb, po, len);
+    else if (op == OP_MUL) stridedRow(OP_MUL, pa, lastSa, pb, lastSb, po, len);
+    else stridedRow(OP_RSUB, pa, lastSa, pb, lastSb, po, len);
   }
 }
