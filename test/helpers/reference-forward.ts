@@ -7,7 +7,7 @@ import { decodeToFloat32 } from "../../src/io/dtypes.js";
 import { readSafetensors } from "../../src/io/safetensors.js";
 
 type Weights = Map<string, { shape: number[]; data: Float64Array }>;
-type Config = Record<string, number | string | boolean | undefined>;
+type Config = Record<string, unknown>;
 
 function readWeights(dir: string): Weights {
   const out: Weights = new Map();
@@ -97,17 +97,23 @@ function llamaForward(weights: Weights, c: Config, ids: number[]): Float64Array[
   const C = c.hidden_size as number;
   const H = c.num_attention_heads as number;
   const Hkv = (c.num_key_value_heads as number | undefined) ?? H;
-  const D = C / H;
+  const D = (c.head_dim as number | undefined) ?? C / H;
   const V = c.vocab_size as number;
   const eps = c.rms_norm_eps as number;
   const theta = (c.rope_theta as number | undefined) ?? 10000;
+  // Only the "linear" rope scaling is covered: positions are divided by the factor.
+  const scaling = c.rope_scaling as { type?: string; factor?: number } | undefined;
+  if (scaling !== undefined && scaling.type !== "linear") {
+    throw new Error(`reference forward: rope_scaling ${JSON.stringify(scaling)} not covered`);
+  }
+  const ropeFactor = scaling?.factor ?? 1;
   const emb = get(weights, "model.embed_tokens.weight");
   let xs: Float64Array[] = ids.map((id) => emb.slice(id * C, (id + 1) * C));
   // rotate_half RoPE: feature i pairs with i + D/2, angle = position * theta^(-2i/D).
   const rope = (x: Float64Array, pos: number): Float64Array => {
     const out = new Float64Array(D);
     for (let i = 0; i < D / 2; i++) {
-      const angle = pos / theta ** ((2 * i) / D);
+      const angle = pos / ropeFactor / theta ** ((2 * i) / D);
       out[i] = x[i] * Math.cos(angle) - x[i + D / 2] * Math.sin(angle);
       out[i + D / 2] = x[i + D / 2] * Math.cos(angle) + x[i] * Math.sin(angle);
     }
@@ -144,11 +150,16 @@ function llamaForward(weights: Weights, c: Config, ids: number[]): Float64Array[
     const m = xs.map((x) => rmsNorm(x, get(weights, `${p}post_attention_layernorm.weight`), eps));
     const I = c.intermediate_size as number;
     const mlp = m.map((x) => {
-      const gate = affine(get(weights, `${p}mlp.gate_proj.weight`), null, x, I);
-      const up = affine(get(weights, `${p}mlp.up_proj.weight`), null, x, I);
+      const gate = affine(
+        get(weights, `${p}mlp.gate_proj.weight`),
+        bias(`${p}mlp.gate_proj.bias`),
+        x,
+        I,
+      );
+      const up = affine(get(weights, `${p}mlp.up_proj.weight`), bias(`${p}mlp.up_proj.bias`), x, I);
       return affine(
         get(weights, `${p}mlp.down_proj.weight`),
-        null,
+        bias(`${p}mlp.down_proj.bias`),
         gate.map((gv, i) => silu(gv) * up[i]),
         C,
       );
@@ -198,11 +209,17 @@ function bloomForward(weights: Weights, c: Config, ids: number[]): Float64Array[
         ctx[t].set(o, h * D),
       );
     }
-    xs = xs.map((x, t) => lin(ctx[t], `${p}self_attention.dense`, C).map((val, i) => val + x[i]));
+    // With apply_residual_connection_post_layernorm the residual is the normed input.
+    const postNormResidual = c.apply_residual_connection_post_layernorm === true;
+    xs = xs.map((x, t) => {
+      const residual = postNormResidual ? normed[t] : x;
+      return lin(ctx[t], `${p}self_attention.dense`, C).map((val, i) => val + residual[i]);
+    });
     const m = xs.map((x) => ln(x, `${p}post_attention_layernorm`));
     xs = xs.map((x, t) => {
+      const residual = postNormResidual ? m[t] : x;
       const up = lin(m[t], `${p}mlp.dense_h_to_4h`, 4 * C).map(geluTanh);
-      return lin(up, `${p}mlp.dense_4h_to_h`, C).map((val, i) => val + x[i]);
+      return lin(up, `${p}mlp.dense_4h_to_h`, C).map((val, i) => val + residual[i]);
     });
   }
   xs = xs.map((x) => ln(x, "transformer.ln_f"));
@@ -235,7 +252,8 @@ function gpt2Forward(weights: Weights, c: Config, ids: number[]): Float64Array[]
       const q = qkv.map((x) => headSlice(x, h * D, D));
       const k = qkv.map((x) => headSlice(x, C + h * D, D));
       const v = qkv.map((x) => headSlice(x, 2 * C + h * D, D));
-      attendHead(q, k, v, 1 / Math.sqrt(D), () => 0).forEach((o, t) => ctx[t].set(o, h * D));
+      const scale = 1 / Math.sqrt(D) / (c.scale_attn_by_inverse_layer_idx === true ? l + 1 : 1);
+      attendHead(q, k, v, scale, () => 0).forEach((o, t) => ctx[t].set(o, h * D));
     }
 
     xs = xs.map((x, t) => conv(ctx[t], `${p}attn.c_proj`, C).map((val, i) => val + x[i]));

@@ -155,6 +155,29 @@ test("lm_head hook reaches the loss", () => {
   assert.ok(Math.abs(hooked - plain) > 1e-3, "the hook changes the loss");
 });
 
+const VARIANTS: [TinyFamily, Record<string, unknown>][] = [
+  ["gpt2", { scale_attn_by_inverse_layer_idx: true }],
+  ["bloom", { apply_residual_connection_post_layernorm: true }],
+  ["llama", { attention_bias: true, mlp_bias: true, tie_word_embeddings: false }],
+  ["llama", { head_dim: 16, rope_scaling: { type: "linear", factor: 2 } }],
+];
+
+for (const [family, overrides] of VARIANTS) {
+  test(`${family} ${Object.keys(overrides).join(", ")} match reference`, () => {
+    const dir = join(root, `${family}-${Object.keys(overrides).join("-")}`);
+    writeTinyModel(dir, family, { seed: 21, config: overrides });
+    const model = loadModelFromDir(dir);
+    const vocab = model.dims.vocabSize;
+    const got = logitsOf(model, [IDS]);
+    referenceLogits(dir, IDS).forEach((row, t) => {
+      assertClose(got.subarray(t * vocab, (t + 1) * vocab), row, {
+        atol: 1e-4,
+        what: `${family} logits at ${t}`,
+      });
+    });
+  });
+}
+
 test("alibi slopes for 8 and 6 heads", () => {
   assert.deepEqual(
     Array.from(alibiSlopes(8)),
