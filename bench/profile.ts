@@ -11,6 +11,23 @@ export interface KernelTime {
   calls: number;
   ms: number;
   cpuMs: number;
+  /** Floating-point operations done (GEMM only; 0 for other kernels). */
+  flop: number;
+}
+
+// Argument positions of rows, cols, k and batch in the "gemm" call of kernels/bindings/gemm.ts,
+// which passes 20 arguments.
+const GEMM_ARGS = { count: 20, rows: 13, cols: 14, k: 15, batch: 16 };
+
+/** Returns a GEMM call's label with its shape (C rows × C cols × K) and its FLOP count. */
+function gemmShape(args: number[]): { label: string; flop: number } {
+  if (args.length !== GEMM_ARGS.count) return { label: "gemm", flop: 0 };
+  const rows = args[GEMM_ARGS.rows];
+  const cols = args[GEMM_ARGS.cols];
+  const k = args[GEMM_ARGS.k];
+  const batch = args[GEMM_ARGS.batch];
+  const label = `gemm ${rows}x${cols}x${k}${batch > 1 ? ` batch ${batch}` : ""}`;
+  return { label, flop: 2 * rows * cols * k * batch };
 }
 
 export class KernelProfiler {
@@ -31,7 +48,8 @@ export class KernelProfiler {
         return original.call(pool, name, args, threads);
       } finally {
         const cpu = process.cpuUsage(cpu0);
-        this.add(name, performance.now() - t0, (cpu.user + cpu.system) / 1000);
+        const { label, flop } = name === "gemm" ? gemmShape(args) : { label: name, flop: 0 };
+        this.add(label, performance.now() - t0, (cpu.user + cpu.system) / 1000, flop);
       }
     };
     this.restore = () => {
@@ -49,11 +67,12 @@ export class KernelProfiler {
     this.recording = on;
   }
 
-  private add(kernel: string, ms: number, cpuMs: number): void {
-    const entry = this.times.get(kernel) ?? { kernel, calls: 0, ms: 0, cpuMs: 0 };
+  private add(kernel: string, ms: number, cpuMs: number, flop: number): void {
+    const entry = this.times.get(kernel) ?? { kernel, calls: 0, ms: 0, cpuMs: 0, flop: 0 };
     entry.calls++;
     entry.ms += ms;
     entry.cpuMs += cpuMs;
+    entry.flop += flop;
     this.times.set(kernel, entry);
   }
 
@@ -65,6 +84,7 @@ export class KernelProfiler {
         calls: t.calls / steps,
         ms: t.ms / steps,
         cpuMs: t.cpuMs / steps,
+        flop: t.flop / steps,
       }))
       .sort((a, b) => b.ms - a.ms);
   }
@@ -77,17 +97,24 @@ export interface StepTime {
 }
 
 /**
- * Formats a kernel profile as lines for stderr: wall ms per step, its share of the step, CPU ms
- * per step and its share, calls. Pass the mean step times, since the kernel times are means too.
+ * Formats a kernel profile as lines for stderr: wall ms per step and its share of the step, CPU
+ * ms per step and its share, calls, and for GEMM the GFLOP per CPU-second. Pass the mean step
+ * times, since the kernel times are means too.
  */
 export function formatProfile(label: string, kernels: KernelTime[], step: StepTime): string[] {
-  const line = (name: string, ms: number, cpuMs: number, calls: string): string => {
+  const line = (name: string, entries: KernelTime[], withCalls: boolean): string => {
+    const ms = entries.reduce((total, k) => total + k.ms, 0);
+    const cpuMs = entries.reduce((total, k) => total + k.cpuMs, 0);
+    const flop = entries.reduce((total, k) => total + k.flop, 0);
+    const calls = entries.reduce((total, k) => total + k.calls, 0);
     const share = ((100 * ms) / step.ms).toFixed(1).padStart(5);
     const cpuShare = ((100 * cpuMs) / step.cpuMs).toFixed(1).padStart(5);
+    const rate = flop > 0 ? `  ${(flop / (cpuMs * 1e6)).toFixed(1)} GFLOP/CPU-s` : "";
     return (
       `  ${name.padEnd(30)} ${ms.toFixed(1).padStart(8)} ms ${share}%  ` +
-      `CPU ${cpuMs.toFixed(1).padStart(8)} ms ${cpuShare}%  ${calls}`
-    ).trimEnd();
+      `CPU ${cpuMs.toFixed(1).padStart(8)} ms ${cpuShare}%` +
+      `${withCalls ? `  ${calls.toFixed(0)} calls` : ""}${rate}`
+    );
   };
   const lines = [
     `profile of ${label}: ${step.ms.toFixed(1)} ms per step, CPU ${step.cpuMs.toFixed(1)} ms (means)`,
@@ -95,16 +122,18 @@ export function formatProfile(label: string, kernels: KernelTime[], step: StepTi
   // Kernels under 0.5% of the step's CPU time are summed into one line.
   const minor = kernels.filter((k) => k.cpuMs < 0.005 * step.cpuMs);
   for (const k of kernels) {
-    if (!minor.includes(k))
-      lines.push(line(k.kernel, k.ms, k.cpuMs, `${k.calls.toFixed(0)} calls`));
+    if (!minor.includes(k)) lines.push(line(k.kernel, [k], true));
   }
-  const sum = (list: KernelTime[], key: "ms" | "cpuMs"): number =>
-    list.reduce((total, k) => total + k[key], 0);
-  if (minor.length > 0) {
-    lines.push(line(`${minor.length} other kernels`, sum(minor, "ms"), sum(minor, "cpuMs"), ""));
-  }
-  lines.push(
-    line("outside kernels", step.ms - sum(kernels, "ms"), step.cpuMs - sum(kernels, "cpuMs"), ""),
-  );
+  if (minor.length > 0) lines.push(line(`${minor.length} other kernels`, minor, true));
+  const gemms = kernels.filter((k) => k.kernel.startsWith("gemm"));
+  if (gemms.length > 0) lines.push(line("all GEMM calls", gemms, true));
+  const outside: KernelTime = {
+    kernel: "outside kernels",
+    calls: 0,
+    ms: step.ms - kernels.reduce((total, k) => total + k.ms, 0),
+    cpuMs: step.cpuMs - kernels.reduce((total, k) => total + k.cpuMs, 0),
+    flop: 0,
+  };
+  lines.push(line(outside.kernel, [outside], false));
   return lines;
 }
