@@ -54,8 +54,9 @@ interface RowState {
 
 /**
  * Generates continuations of `prompts` (each a non-empty list of token ids). Rows are
- * left-padded to one length and decoded together; each row's tokens equal what the prompt
- * gives alone. Calls endStep() after every step, which frees every arena tensor, including the caller's.
+ * left-padded to one length and decoded together. Greedy rows get the tokens that their prompt
+ * gives alone, but sampled rows share one random stream, so they depend on the batch.
+ * Calls endStep() after every step, which frees every arena tensor, the caller's included.
  */
 export function generate(
   model: CausalLM,
