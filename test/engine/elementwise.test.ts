@@ -113,6 +113,18 @@ test("broadcast mismatch error names op and shapes", () => {
   assert.throws(() => mul(b, a), /mul: shapes \[4\] and \[2, 3\]/);
 });
 
+test("broadcast to empty shape gives zero gradient", () => {
+  // [2, 1] against [2, 0] takes the general reduction path over an empty dimension.
+  const a = Tensor.from([1, 2], [2, 1], "f32", { persistent: true, requiresGrad: true });
+  const b = Tensor.zeros([2, 0], "f32", { persistent: true, requiresGrad: true });
+  const y = mul(a, b);
+  assert.deepEqual(y.shape, [2, 0]);
+  backward(y, Tensor.zeros([2, 0]));
+  assert.deepEqual(a.grad?.toArray(), [0, 0]);
+  a.dispose();
+  b.dispose();
+});
+
 test("add of one tensor with itself doubles gradient", () => {
   const x = Tensor.from([1, 2, 3], [3], "f32", { persistent: true, requiresGrad: true });
   backward(add(x, x), Tensor.from([1, -2, 0.5], [3]));

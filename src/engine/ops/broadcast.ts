@@ -129,6 +129,8 @@ export function broadcastBinary(op: string, code: BinaryOp, a: Tensor, b: Tensor
 export function reduceToShape(g: Tensor, shape: Shape): Tensor {
   const n = shapeSize(shape);
   if (n === g.size) return g.view(shape);
+  // An empty output broadcast from a non-empty input: every sum is empty.
+  if (g.size === 0) return Tensor.zeros(shape);
   const out = Tensor.empty(shape);
   if (n === 1) {
     out.f32()[0] = sumF32(g.offset, g.size);
