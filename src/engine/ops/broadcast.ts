@@ -131,6 +131,7 @@ export function reduceToShape(g: Tensor, shape: Shape): Tensor {
   if (n === g.size) return g.view(shape);
   // An empty output broadcast from a non-empty input: every sum is empty.
   if (g.size === 0) return Tensor.zeros(shape);
+
   const out = Tensor.empty(shape);
   if (n === 1) {
     out.f32()[0] = sumF32(g.offset, g.size);
@@ -140,7 +141,8 @@ export function reduceToShape(g: Tensor, shape: Shape): Tensor {
     colSumF32(g.offset, g.size / n, n, out.offset);
     return out;
   }
-  // General case: the kept dimensions index the output; the others are summed.
+
+  // General case: the kept dimensions index the output, and the others are summed.
   const gStrides = new Array<number>(g.shape.length);
   let stride = 1;
   for (let d = g.shape.length - 1; d >= 0; d--) {
@@ -162,6 +164,7 @@ export function reduceToShape(g: Tensor, shape: Shape): Tensor {
       redStrides.push(gStrides[d]);
     }
   }
+
   const kept = collapseDims(keptShape, [keptStrides]);
   const red = collapseDims(redShape, [redStrides]);
   const meta = writeMeta([

@@ -92,7 +92,7 @@ export function colSumF32(g: usize, rows: i32, c: i32, out: usize, tid: i32, nt:
 }
 
 /**
- * The general reduction behind broadcasting backward: out[o] = sum over the reduced
+ * Sums a gradient over its broadcast dimensions (the general case): out[o] = sum over the reduced
  * multi-index r of g[base(o) + r . redStride]. `meta` points to i32 values: nk, keptShape[nk],
  * keptStride[nk], nr, redShape[nr], redStride[nr] (strides into g in elements).
  * Split by outputs.
