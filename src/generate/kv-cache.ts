@@ -87,6 +87,9 @@ export class KVCache {
    * values of positions 0..S-1 as arena tensors [B, Hkv, S, D].
    */
   update(layer: number, keys: Tensor, values: Tensor): { keys: Tensor; values: Tensor } {
+    if (!Number.isInteger(layer) || layer < 0 || layer >= this.numLayers) {
+      throw new Error(`KVCache.update: layer ${layer} is outside 0..${this.numLayers - 1}`);
+    }
     const expected = [this.batch, this.numKvHeads, this.pending, this.headDim];
     for (const [name, t] of [
       ["keys", keys],
