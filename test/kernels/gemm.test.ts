@@ -202,6 +202,26 @@ test("gemm decodes f16 subnormals, infinity and NaN", () => {
   }
 });
 
+test("gemv row equals the row alone", () => {
+  // The dot path runs rows in pairs and a last row alone; both must sum in the same order.
+  const [m, n, k] = [3, 21, 37];
+  for (const dtype of dtypes) {
+    const a = Tensor.from(randomArray(m * k, 20), [m, k]);
+    const b = Tensor.from(randomArray(n * k, 21), [n, k], dtype);
+    const all = Tensor.empty([m, n]);
+    const bOp = matrixOperand(b.offset, n, k, true);
+    const call = { b: bOp, bDtype: dtype, n, k, batch: 1 };
+    gemm({ ...call, a: matrixOperand(a.offset, m, k), c: matrixOperand(all.offset, m, n), m });
+    for (let r = 0; r < m; r++) {
+      const one = Tensor.empty([1, n]);
+      const aRow = matrixOperand(a.offset + r * k * 4, 1, k);
+      gemm({ ...call, a: aRow, c: matrixOperand(one.offset, 1, n), m: 1 });
+      const expected = all.f32().slice(r * n, (r + 1) * n);
+      assert.deepEqual(one.f32().slice(), expected, `${dtype} row ${r}`);
+    }
+  }
+});
+
 test("gemm is bitwise equal on 1 and 2 threads", () => {
   // The split is by output rows or columns and every K block is summed in the same order.
   const cases: Case[] = [
@@ -210,6 +230,7 @@ test("gemm is bitwise equal on 1 and 2 threads", () => {
     { m: 90, n: 300, k: 40, transB: true, dtype: "bf16" },
     { m: 3, n: 1000, k: 50, dtype: "f16" },
     { m: 1, n: 999, k: 64, transB: true, dtype: "bf16" },
+    { m: 3, n: 999, k: 70, transB: true },
     { m: 20, n: 30, k: 40, batch: 4 },
     { m: 20, n: 30, k: 40, batch: 3, accumulate: true },
   ];

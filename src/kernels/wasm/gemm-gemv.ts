@@ -143,9 +143,10 @@ function storeC(c: usize, index: usize, value: f32, accumulate: i32): void {
   store<f32>(dst, accumulate ? load<f32>(dst) + value : value);
 }
 
-// Dot products for columns j..j+7 of B (column j at b + j * bCol elements, contiguous in k), one
-// accumulator each: eight weight streams in flight keep the memory system busier than four. A
-// group past j1 repeats column j1 - 1 and does not store it, so every column runs the same code.
+// Dot products with columns j..j+7 of B (column j at b + j * bCol elements, contiguous in k).
+// Pairs of rows take two passes of 4 columns (dotPair4). A single row takes one pass with one
+// accumulator per column, because eight weight streams in flight read memory faster than four.
+// A group past j1 repeats column j1 - 1 and does not store it, so every column runs the same code.
 @inline
 function gemvDot(
   packedA: usize,
@@ -171,7 +172,22 @@ function gemvDot(
     const col5 = <usize>min(j + 5, last) * <usize>bCol;
     const col6 = <usize>min(j + 6, last) * <usize>bCol;
     const col7 = <usize>min(j + 7, last) * <usize>bCol;
-    for (let r = 0; r < m; r++) {
+    // Pairs of rows share each decoded weight vector; the columns stay in L1 between passes.
+    let r = 0;
+    for (; r + 2 <= m; r += 2) {
+      const ar = packedA + ((<usize>r * <usize>k) << 2);
+      const step = <usize>cCol;
+      const out = <usize>r * <usize>cRow + <usize>j * step;
+      const out1 = out + <usize>cRow;
+      dotPair4(ar, k, b, col0, col1, col2, col3, dtype, c, out, out1, step, j1 - j, accumulate);
+      if (j + 4 < j1) {
+        const o = 4 * step;
+        const valid = j1 - j - 4;
+        const acc = accumulate;
+        dotPair4(ar, k, b, col4, col5, col6, col7, dtype, c, out + o, out1 + o, step, valid, acc);
+      }
+    }
+    for (; r < m; r++) {
       const ar = packedA + ((<usize>r * <usize>k) << 2);
       let s0 = f32x4.splat(0);
       let s1 = f32x4.splat(0);
@@ -219,6 +235,93 @@ function gemvDot(
       if (j + 6 < j1) storeC(c, out + 6 * step, horizontalSum(s6), accumulate);
       if (j + 7 < j1) storeC(c, out + 7 * step, horizontalSum(s7), accumulate);
     }
+  }
+}
+
+// Dot products of rows r and r + 1 of A (at ar, k apart) with 4 columns of B, stored at C
+// elements out and out1 (columns `step` apart, only the first `valid` of them). Each sum takes
+// the same steps as in gemvDot, so a row gives the same result in a pair or alone.
+@inline
+function dotPair4(
+  ar: usize,
+  k: i32,
+  b: usize,
+  col0: usize,
+  col1: usize,
+  col2: usize,
+  col3: usize,
+  dtype: i32,
+  c: usize,
+  out: usize,
+  out1: usize,
+  step: usize,
+  valid: i32,
+  accumulate: i32,
+): void {
+  const ar1 = ar + (<usize>k << 2);
+  let s00 = f32x4.splat(0);
+  let s01 = f32x4.splat(0);
+  let s02 = f32x4.splat(0);
+  let s03 = f32x4.splat(0);
+  let s10 = f32x4.splat(0);
+  let s11 = f32x4.splat(0);
+  let s12 = f32x4.splat(0);
+  let s13 = f32x4.splat(0);
+  let kk = 0;
+  for (; kk + 8 <= k; kk += 8) {
+    const offset = <usize>kk << 2;
+    const alo0 = v128.load(ar + offset);
+    const ahi0 = v128.load(ar + offset, 16);
+    const alo1 = v128.load(ar1 + offset);
+    const ahi1 = v128.load(ar1 + offset, 16);
+    const i = <usize>kk;
+    let first = loadFirst8(b, col0 + i, dtype);
+    let second = loadSecond8(b, col0 + i, dtype);
+    s00 = madd(ahi0, second, madd(alo0, first, s00));
+    s10 = madd(ahi1, second, madd(alo1, first, s10));
+    first = loadFirst8(b, col1 + i, dtype);
+    second = loadSecond8(b, col1 + i, dtype);
+    s01 = madd(ahi0, second, madd(alo0, first, s01));
+    s11 = madd(ahi1, second, madd(alo1, first, s11));
+    first = loadFirst8(b, col2 + i, dtype);
+    second = loadSecond8(b, col2 + i, dtype);
+    s02 = madd(ahi0, second, madd(alo0, first, s02));
+    s12 = madd(ahi1, second, madd(alo1, first, s12));
+    first = loadFirst8(b, col3 + i, dtype);
+    second = loadSecond8(b, col3 + i, dtype);
+    s03 = madd(ahi0, second, madd(alo0, first, s03));
+    s13 = madd(ahi1, second, madd(alo1, first, s13));
+  }
+  for (; kk < k; kk++) {
+    const a0 = v128.load32_zero(ar + (<usize>kk << 2));
+    const a1 = v128.load32_zero(ar1 + (<usize>kk << 2));
+    const i = <usize>kk;
+    let w = load1(b, col0 + i, dtype);
+    s00 = madd(a0, w, s00);
+    s10 = madd(a1, w, s10);
+    w = load1(b, col1 + i, dtype);
+    s01 = madd(a0, w, s01);
+    s11 = madd(a1, w, s11);
+    w = load1(b, col2 + i, dtype);
+    s02 = madd(a0, w, s02);
+    s12 = madd(a1, w, s12);
+    w = load1(b, col3 + i, dtype);
+    s03 = madd(a0, w, s03);
+    s13 = madd(a1, w, s13);
+  }
+  storeC(c, out, horizontalSum(s00), accumulate);
+  storeC(c, out1, horizontalSum(s10), accumulate);
+  if (valid > 1) {
+    storeC(c, out + step, horizontalSum(s01), accumulate);
+    storeC(c, out1 + step, horizontalSum(s11), accumulate);
+  }
+  if (valid > 2) {
+    storeC(c, out + 2 * step, horizontalSum(s02), accumulate);
+    storeC(c, out1 + 2 * step, horizontalSum(s12), accumulate);
+  }
+  if (valid > 3) {
+    storeC(c, out + 3 * step, horizontalSum(s03), accumulate);
+    storeC(c, out1 + 3 * step, horizontalSum(s13), accumulate);
   }
 }
 

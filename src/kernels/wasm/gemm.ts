@@ -16,6 +16,8 @@ import { gemvRange, GEMV_MAX_M, gemvScratchBytes } from "./gemm-gemv";
 const KC: i32 = 512;
 const MC: i32 = 128;
 const NC: i32 = 1024;
+const SMALL_M: i32 = 32;
+const SMALL_M_NC: i32 = 128;
 
 const PACK_B_BYTES: usize = <usize>(KC * NC) << 2;
 const PACK_A_BYTES: usize = <usize>(MC * KC) << 2;
@@ -120,8 +122,11 @@ function gemmRange(
   const tile = packedA + PACK_A_BYTES;
   const contiguousRows = cCol == 1;
 
-  for (let jc = j0; jc < j1; jc += NC) {
-    const nc = min(NC, j1 - jc);
+  // With few rows the packed B block is read only a few times, so keep it small enough to stay
+  // in L2 between being packed and being read.
+  const ncBlock = i1 - i0 <= SMALL_M ? SMALL_M_NC : NC;
+  for (let jc = j0; jc < j1; jc += ncBlock) {
+    const nc = min(ncBlock, j1 - jc);
     for (let pc = 0; pc < k; pc += KC) {
       const kc = min(KC, k - pc);
       packB(b, bRow, bCol, bType, pc, kc, jc, nc, packedB);
