@@ -13,7 +13,10 @@ async function runTask(task: ChildTask): Promise<unknown> {
     case "checkpoint":
       return (await import("./random-checkpoint.js")).writeCheckpointTask(task.options);
     default:
-      throw new Error(`unknown task ${JSON.stringify((task as { task: unknown }).task)}`);
+      throw new Error(
+        `unknown task ${JSON.stringify((task as { task: unknown }).task)}; ` +
+          `expected "train", "decode" or "checkpoint"`,
+      );
   }
 }
 

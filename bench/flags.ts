@@ -6,7 +6,7 @@ import { join, resolve } from "node:path";
 export type WeightDtype = "f32" | "bf16";
 
 export interface BenchFlags {
-  /** Measured training steps or decode generate() calls (--steps=N, default 5); the median is reported. */
+  /** Measured training steps or generate() calls (--steps=N, default 5); reported as a median. */
   steps: number;
   /** Unmeasured steps first, while V8 tiers the kernels up (--warmup=N, default 2). */
   warmupSteps: number;

@@ -79,7 +79,7 @@ export function replyAndExit(message: ChildMessage): void {
     console.log(JSON.stringify(message, null, 2));
     process.exit(message.ok ? 0 : 1);
   }
-  // exit() rather than a natural end: the kernel pool's worker threads would keep us alive.
+  // exit() rather than a natural end, because the pool's worker threads keep the process alive.
   process.send(message, () => process.exit(message.ok ? 0 : 1));
 }
 

@@ -116,9 +116,8 @@ export function formatProfile(label: string, kernels: KernelTime[], step: StepTi
       `${withCalls ? `  ${calls.toFixed(0)} calls` : ""}${rate}`
     );
   };
-  const lines = [
-    `profile of ${label}: ${step.ms.toFixed(1)} ms per step, CPU ${step.cpuMs.toFixed(1)} ms (means)`,
-  ];
+  const means = `${step.ms.toFixed(1)} ms per step, CPU ${step.cpuMs.toFixed(1)} ms (means)`;
+  const lines = [`profile of ${label}: ${means}`];
   // Kernels under 0.5% of the step's CPU time are summed into one line.
   const minor = kernels.filter((k) => k.cpuMs < 0.005 * step.cpuMs);
   for (const k of kernels) {
