@@ -200,13 +200,15 @@ export function packB(
   nc: i32,
   dst: usize,
 ): void {
-  for (let q = 0; q < nc; q += NR) {
+  let q = 0;
+  if (bCol == 1) {
+    // Rows of B are contiguous: fill every full panel row by row, so B is read in long runs.
+    q = nc & ~(NR - 1);
+    packBRowsContiguous(b, bRow, dtype, k0, kc, j0, q, dst);
+  }
+  for (; q < nc; q += NR) {
     const cols = min(NR, nc - q);
     const panel = dst + ((<usize>q * <usize>kc) << 2);
-    if (cols == NR && bCol == 1) {
-      packBRowsContiguous(b, bRow, dtype, k0, kc, j0 + q, panel);
-      continue;
-    }
     if (cols == NR && bRow == 1) {
       // One call per constant dtype, so each inlined copy decodes without a branch.
       const j = j0 + q;
@@ -228,42 +230,46 @@ export function packB(
   }
 }
 
-// One full panel when a row of B is contiguous ([K, N] row-major): NR elements per k, by vector.
+// Full panels of columns j0 .. j0+width (a multiple of NR) when a row of B is contiguous ([K, N]
+// row-major): for each k, the row's width elements go NR at a time to the panels.
 function packBRowsContiguous(
   b: usize,
   bRow: i32,
   dtype: i32,
   k0: i32,
   kc: i32,
-  j: i32,
-  panel: usize,
+  j0: i32,
+  width: i32,
+  dst: usize,
 ): void {
-  const rowStep = <usize>bRow;
-  let index = <usize>k0 * rowStep + <usize>j;
-  let out = panel;
-  if (dtype == DTYPE_F32) {
-    for (let k = 0; k < kc; k++) {
-      const src = b + (index << 2);
-      v128.store(out, v128.load(src));
-      v128.store(out, v128.load(src, 16), 16);
-      index += rowStep;
-      out += 32;
-    }
-  } else if (dtype == DTYPE_BF16) {
-    for (let k = 0; k < kc; k++) {
-      const v = v128.load(b + (index << 1));
-      v128.store(out, bf16x4ToF32(v, false));
-      v128.store(out, bf16x4ToF32(v, true), 16);
-      index += rowStep;
-      out += 32;
-    }
-  } else {
-    for (let k = 0; k < kc; k++) {
-      const v = v128.load(b + (index << 1));
-      v128.store(out, f16x4ToF32(v, false));
-      v128.store(out, f16x4ToF32(v, true), 16);
-      index += rowStep;
-      out += 32;
+  const panelBytes = (<usize>kc * <usize>NR) << 2;
+  for (let k = 0; k < kc; k++) {
+    let index = <usize>(k0 + k) * <usize>bRow + <usize>j0;
+    let out = dst + (<usize>k << 5);
+    if (dtype == DTYPE_F32) {
+      for (let q = 0; q < width; q += NR) {
+        const src = b + (index << 2);
+        v128.store(out, v128.load(src));
+        v128.store(out, v128.load(src, 16), 16);
+        index += <usize>NR;
+        out += panelBytes;
+      }
+    } else if (dtype == DTYPE_BF16) {
+      for (let q = 0; q < width; q += NR) {
+        const v = v128.load(b + (index << 1));
+        v128.store(out, bf16x4ToF32(v, false));
+        v128.store(out, bf16x4ToF32(v, true), 16);
+        index += <usize>NR;
+        out += panelBytes;
+      }
+    } else {
+      for (let q = 0; q < width; q += NR) {
+        const v = v128.load(b + (index << 1));
+        v128.store(out, f16x4ToF32(v, false));
+        v128.store(out, f16x4ToF32(v, true), 16);
+        index += <usize>NR;
+        out += panelBytes;
+      }
     }
   }
 }
