@@ -91,6 +91,11 @@ export abstract class Module {
     return this;
   }
 
+  /** Frees every parameter and its gradient. The module cannot run afterwards. */
+  dispose(): void {
+    for (const tensor of this.parameters()) tensor.dispose();
+  }
+
   /** Sets inference mode (training = false) on the whole tree. */
   eval(): this {
     return this.train(false);

@@ -85,6 +85,13 @@ test("getModule and setParameter by path", () => {
   );
 });
 
+test("dispose frees every parameter", () => {
+  const tree = new Tree();
+  const params = tree.parameters();
+  tree.dispose();
+  for (const tensor of params) assert.throws(() => tensor.f32(), /was disposed/);
+});
+
 test("train and eval set the whole tree", () => {
   const tree = new Tree();
   assert.equal(tree.layers.items[0].proj.training, false);
