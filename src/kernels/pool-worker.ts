@@ -2,6 +2,7 @@
 // this thread's (tid, nt), count down the pending workers, repeat. See pool.ts for the protocol.
 import { workerData } from "node:worker_threads";
 import {
+  CTL_EPOCH,
   CTL_ERROR,
   CTL_GENERATION,
   CTL_KERNEL,
@@ -31,24 +32,33 @@ function reportError(e: unknown): void {
 let seen = data.generation;
 const callArgs: number[] = [];
 for (;;) {
-  let spin = 0;
-  while (Atomics.load(control, CTL_GENERATION) === seen && spin < 20000) spin++;
-  if (Atomics.load(control, CTL_GENERATION) === seen) Atomics.wait(control, CTL_GENERATION, seen);
-  seen = Atomics.load(control, CTL_GENERATION);
+  // Wait for an even generation other than the last one seen (odd: a job is being written).
+  let generation = Atomics.load(control, CTL_GENERATION);
+  for (let spin = 0; (generation === seen || generation & 1) && spin < 20000; spin++) {
+    generation = Atomics.load(control, CTL_GENERATION);
+  }
+  if (generation === seen || generation & 1) {
+    Atomics.wait(control, CTL_GENERATION, generation);
+    continue;
+  }
 
   const kernel = control[CTL_KERNEL];
-  if (kernel === KERNEL_EXIT) break;
+  const epoch = control[CTL_EPOCH];
   const nt = control[CTL_THREADS];
-  if (data.tid < nt) {
-    const n = control[CTL_NARGS];
-    callArgs.length = 0;
-    for (let i = 0; i < n; i++) callArgs.push(args[i]);
-    callArgs.push(data.tid, nt);
-    try {
-      kernels[kernel](...callArgs);
-    } catch (e) {
-      reportError(e);
-    }
-    if (Atomics.sub(control, CTL_PENDING, 1) === 1) Atomics.notify(control, CTL_PENDING);
+  const n = control[CTL_NARGS];
+  callArgs.length = 0;
+  for (let i = 0; i < n; i++) callArgs.push(args[i]);
+  // The fields are only consistent if the generation did not move while they were read.
+  if (Atomics.load(control, CTL_GENERATION) !== generation) continue;
+  seen = generation;
+
+  if (kernel === KERNEL_EXIT || epoch !== data.epoch) break;
+  if (data.tid >= nt) continue;
+  callArgs.push(data.tid, nt);
+  try {
+    kernels[kernel](...callArgs);
+  } catch (e) {
+    reportError(e);
   }
+  if (Atomics.sub(control, CTL_PENDING, 1) === 1) Atomics.notify(control, CTL_PENDING);
 }

@@ -19,9 +19,11 @@ export const CTL_NARGS = 2;
 export const CTL_PENDING = 3;
 export const CTL_ERROR = 4;
 export const CTL_THREADS = 5;
+/** Bumped by close(): workers of an older epoch exit instead of running the next job. */
+export const CTL_EPOCH = 6;
 export const CTL_SLOTS = 8;
 
-/** The kernel id that tells workers to exit. */
+/** The kernel id that makes workers exit. */
 export const KERNEL_EXIT = -1;
 
 export interface PoolWorkerData {
@@ -34,6 +36,8 @@ export interface PoolWorkerData {
   tid: number;
   /** Generation counter when the worker was created; later bumps are jobs for it. */
   generation: number;
+  /** Pool epoch the worker belongs to; see CTL_EPOCH. */
+  epoch: number;
 }
 
 /** Reads the thread count from TSLORA_THREADS, or the number of available cores. */
@@ -76,15 +80,14 @@ export class KernelPool {
     return this.threadCount;
   }
 
-  /** Sets the thread count, starting or stopping workers as needed. */
+  /** Sets the thread count, starting workers as needed; surplus workers stay idle. */
   setThreads(threads: number): void {
     if (!Number.isInteger(threads) || threads < 1) {
       throw new Error(`thread count must be a whole number of at least 1 (got ${threads})`);
     }
     while (this.workers.length < threads - 1) this.startWorker(this.workers.length + 1);
-    // Surplus workers stay alive: a job runs only on tids below its thread count, so they sit
-    // idle. Stopping and restarting them raced with a worker that had not yet seen the exit
-    // command: it then ran the next job as well and the pending count never reached 0.
+    // Surplus workers stay alive and idle, because a job runs only on tids below its thread
+    // count. Restarting them would cost a module instantiation per change.
     this.threadCount = threads;
   }
 
@@ -107,14 +110,14 @@ export class KernelPool {
     }
     const id = this.ids.get(name) ?? -1;
     const c = this.control;
-    for (let i = 0; i < args.length; i++) this.args[i] = args[i];
-    c[CTL_KERNEL] = id;
-    c[CTL_NARGS] = args.length;
-    c[CTL_THREADS] = nt;
-    c[CTL_ERROR] = 0;
-    Atomics.store(c, CTL_PENDING, nt - 1);
-    Atomics.add(c, CTL_GENERATION, 1);
-    Atomics.notify(c, CTL_GENERATION);
+    this.publish(() => {
+      for (let i = 0; i < args.length; i++) this.args[i] = args[i];
+      c[CTL_KERNEL] = id;
+      c[CTL_NARGS] = args.length;
+      c[CTL_THREADS] = nt;
+      c[CTL_ERROR] = 0;
+      Atomics.store(c, CTL_PENDING, nt - 1);
+    });
 
     let mainError: unknown = null;
     try {
@@ -134,6 +137,19 @@ export class KernelPool {
   close(): void {
     this.stopWorkers();
     this.threadCount = 1;
+  }
+
+  /**
+   * Writes a job under a sequence lock: the generation is odd while the fields change and even
+   * once they are complete. A worker that skipped the previous job may be reading the fields
+   * right now, so it retries when the generation moved under it (see pool-worker.ts).
+   */
+  private publish(write: () => void): void {
+    const c = this.control;
+    Atomics.add(c, CTL_GENERATION, 1);
+    write();
+    Atomics.add(c, CTL_GENERATION, 1);
+    Atomics.notify(c, CTL_GENERATION);
   }
 
   private waitForWorkers(): void {
@@ -158,6 +174,7 @@ export class KernelPool {
       names: this.names,
       tid,
       generation: Atomics.load(this.control, CTL_GENERATION),
+      epoch: Atomics.load(this.control, CTL_EPOCH),
     };
     const worker = new Worker(new URL("./pool-worker.js", import.meta.url), { workerData: data });
     worker.unref();
@@ -167,9 +184,10 @@ export class KernelPool {
   private stopWorkers(): void {
     if (this.workers.length === 0) return;
     const c = this.control;
-    c[CTL_KERNEL] = KERNEL_EXIT;
-    Atomics.add(c, CTL_GENERATION, 1);
-    Atomics.notify(c, CTL_GENERATION);
+    this.publish(() => {
+      c[CTL_KERNEL] = KERNEL_EXIT;
+      Atomics.add(c, CTL_EPOCH, 1);
+    });
     this.workers = [];
   }
 }
