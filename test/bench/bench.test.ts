@@ -78,6 +78,20 @@ test("train job runs in child processes", async () => {
   assert.equal(memory.length, 2);
 });
 
+test("train job skips a missing fixture", async () => {
+  const saved = process.env.TSLORA_FIXTURES;
+  process.env.TSLORA_FIXTURES = join(tmpdir(), "tslora-bench-no-fixtures");
+  try {
+    const rows = await trainJob("train-tinystories", QUICK).run();
+    assert.equal(rows.length, 1);
+    assert.match(rows[0].name, /skipped$/);
+    assert.match(rows[0].note ?? "", /models\/TinyStories-656K not found; set TSLORA_FIXTURES/);
+  } finally {
+    if (saved === undefined) delete process.env.TSLORA_FIXTURES;
+    else process.env.TSLORA_FIXTURES = saved;
+  }
+});
+
 test("decode job runs in child processes", async () => {
   const rows = (await decodeJob("decode-tiny", {
     ...QUICK,
