@@ -24,6 +24,9 @@ export async function runEval(argv: readonly string[]): Promise<number> {
     console.log(formatHelp(USAGE, SUMMARY, EVAL_OPTIONS));
     return 0;
   }
+  if (Number(values["compare-base"]) > 0 && values.adapter === undefined) {
+    throw new UsageError("--compare-base needs --adapter: it compares the base model with it");
+  }
   if (values.threads !== undefined) setThreads(Number(values.threads));
   const templateArg = values.template === undefined ? undefined : String(values.template);
   const template = resolveTemplate(templateArg);
@@ -82,9 +85,6 @@ export async function runEval(argv: readonly string[]): Promise<number> {
   });
   const compareCount = Number(values["compare-base"]);
   if (compareCount > 0) {
-    if (adapter === null) {
-      throw new UsageError("--compare-base needs --adapter: it compares the base model with it");
-    }
     const comparison = compareWithBase(model, tokenizer, prompts, {
       maxNewTokens,
       shown: compareCount,
