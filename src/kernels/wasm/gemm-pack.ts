@@ -14,6 +14,9 @@ export const MR: i32 = 4;
 /** Columns of C per micro-tile (two f32x4 vectors). */
 export const NR: i32 = 8;
 
+// Panels packed together from a row-major B (256 columns).
+const ROW_PANELS: i32 = 32;
+
 // 2^112: rescales an f16 exponent (bias 15) placed in an f32 exponent field (bias 127).
 const F16_EXPONENT_SCALE: f32 = 5.192296858534828e33;
 
@@ -202,9 +205,14 @@ export function packB(
 ): void {
   let q = 0;
   if (bCol == 1) {
-    // Rows of B are contiguous: fill every full panel row by row, so B is read in long runs.
-    q = nc & ~(NR - 1);
-    packBRowsContiguous(b, bRow, dtype, k0, kc, j0, q, dst);
+    // Rows of B are contiguous: fill ROW_PANELS full panels at a time row by row, so B is read
+    // in runs of that many panels and the writes go to few pages at once.
+    const full = nc & ~(NR - 1);
+    for (; q < full; q += ROW_PANELS * NR) {
+      const width = min(ROW_PANELS * NR, full - q);
+      const panels = dst + ((<usize>q * <usize>kc) << 2);
+      packBRowsContiguous(b, bRow, dtype, k0, kc, j0 + q, width, panels);
+    }
   }
   for (; q < nc; q += NR) {
     const cols = min(NR, nc - q);
