@@ -208,11 +208,12 @@ export function packB(
     // Rows of B are contiguous: fill ROW_PANELS full panels at a time row by row, so B is read
     // in runs of that many panels and the writes go to few pages at once.
     const full = nc & ~(NR - 1);
-    for (; q < full; q += ROW_PANELS * NR) {
-      const width = min(ROW_PANELS * NR, full - q);
-      const panels = dst + ((<usize>q * <usize>kc) << 2);
-      packBRowsContiguous(b, bRow, dtype, k0, kc, j0 + q, width, panels);
+    for (let group = 0; group < full; group += ROW_PANELS * NR) {
+      const width = min(ROW_PANELS * NR, full - group);
+      const panels = dst + ((<usize>group * <usize>kc) << 2);
+      packBRowsContiguous(b, bRow, dtype, k0, kc, j0 + group, width, panels);
     }
+    q = full;
   }
   for (; q < nc; q += NR) {
     const cols = min(NR, nc - q);
