@@ -25,3 +25,12 @@ export {
   linearCrossEntropySum,
   type LinearCrossEntropyOptions,
 } from "./ops/linear-xent.js";
+export {
+  QuantizedTensor,
+  QUANT_KINDS,
+  parseQuantizeOption,
+  type QuantKind,
+  type QuantizeOption,
+  type QuantizeOptions,
+} from "./quant.js";
+export { quantizedLinear } from "./ops/quantized-linear.js";

@@ -9,7 +9,9 @@ import {
   type GemmDType,
   type GemmOperand,
 } from "../../kernels/bindings/gemm.js";
+import { QuantizedTensor } from "../quant.js";
 import { record } from "../tape.js";
+import { quantizedLinear } from "./quantized-linear.js";
 import { formatShape, shapeSize, Tensor } from "../tensor.js";
 import { expectDtype } from "./check.js";
 
@@ -56,13 +58,16 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
  * (x W^T + b), or "inOut" weight [in, out] as in GPT-2's Conv1D (x W + b). bias is [out] or null.
  * x is f32. The weight and the bias may be bf16 or f16, as checkpoints store them; a bias
  * gets an f32 gradient when it requires one. Returns [..., out].
+ * A QuantizedTensor weight (int8 or NF4, always [out, in] whatever `layout` says) runs
+ * quantizedLinear, which gives gradients to x and the bias only.
  */
 export function linear(
   x: Tensor,
-  weight: Tensor,
+  weight: Tensor | QuantizedTensor,
   bias: Tensor | null = null,
   layout: "outIn" | "inOut" = "outIn",
 ): Tensor {
+  if (weight instanceof QuantizedTensor) return quantizedLinear(x, weight, bias);
   expectDtype("linear", "x", x, "f32");
   expectDtype("linear", "weight", weight, "f32", "bf16", "f16");
   if (layout !== "outIn" && layout !== "inOut") {

@@ -25,3 +25,4 @@ export * from "./norm";
 export * from "./activation";
 export * from "./dropout";
 export * from "./adamw";
+export * from "./gemm-quant";
