@@ -168,7 +168,7 @@ test("gemm with K 0 writes zeros", () => {
 
 test("gemm decodes f16 subnormals, infinity and NaN", () => {
   // Every f16 class: zeros, subnormals, normals, the largest value, infinities and NaN. The
-  // second group of 8 holds the infinities and NaN, so the vector decoders see both kinds.
+  // second group of 8 contains the infinities and NaN, so the vector decoders see both kinds.
   const values = [0, -0, 2 ** -24, -(2 ** -20), 2 ** -14, 0.333251953125, -65504, 65504];
   values.push(Infinity, -Infinity, NaN, 1, -1, 2 ** -15, 1.5, -2);
   const n = values.length;

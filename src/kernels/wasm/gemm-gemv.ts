@@ -267,6 +267,7 @@ function dotPair4(
   let s11 = f32x4.splat(0);
   let s12 = f32x4.splat(0);
   let s13 = f32x4.splat(0);
+
   let kk = 0;
   for (; kk + 8 <= k; kk += 8) {
     const offset = <usize>kk << 2;
@@ -309,6 +310,7 @@ function dotPair4(
     s03 = madd(a0, w, s03);
     s13 = madd(a1, w, s13);
   }
+
   storeC(c, out, horizontalSum(s00), accumulate);
   storeC(c, out1, horizontalSum(s10), accumulate);
   if (valid > 1) {

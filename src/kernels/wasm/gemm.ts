@@ -170,6 +170,7 @@ function microKernel(kc: i32, pa: usize, pb: usize, c: usize, rowBytes: usize, a
   let c21 = f32x4.splat(0);
   let c30 = f32x4.splat(0);
   let c31 = f32x4.splat(0);
+
   for (let kk = 0; kk < kc; kk++) {
     const b0 = v128.load(pb);
     const b1 = v128.load(pb, 16);
@@ -188,6 +189,7 @@ function microKernel(kc: i32, pa: usize, pb: usize, c: usize, rowBytes: usize, a
     pa += 16;
     pb += 32;
   }
+
   if (add) {
     c00 = f32x4.add(v128.load(c), c00);
     c01 = f32x4.add(v128.load(c, 16), c01);
@@ -198,6 +200,7 @@ function microKernel(kc: i32, pa: usize, pb: usize, c: usize, rowBytes: usize, a
     c30 = f32x4.add(v128.load(c + 3 * rowBytes), c30);
     c31 = f32x4.add(v128.load(c + 3 * rowBytes, 16), c31);
   }
+
   v128.store(c, c00);
   v128.store(c, c01, 16);
   v128.store(c + rowBytes, c10);
