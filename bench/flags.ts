@@ -14,17 +14,20 @@ export interface BenchFlags {
   dtypes: WeightDtype[] | null;
   /** Time every kernel and print the breakdown to stderr (--profile). */
   profile: boolean;
+  /** Recompute each block's activations in backward (--gradient-checkpointing; training). */
+  gradientCheckpointing: boolean;
   /** Extra node arguments for the child processes (--cpu-prof-dir=DIR adds --cpu-prof). */
   nodeArgs: string[];
 }
 
 export const BENCH_FLAGS_HELP = [
   "options of the train and decode jobs:",
-  "  --steps=N          measured training steps, or generate calls when decoding (default 5)",
-  "  --warmup=N         unmeasured warm-up steps first (default 2)",
-  "  --dtype=f32,bf16   weight dtypes to run (default: f32 for training, both for decoding)",
-  "  --profile          time every wasm kernel and print the breakdown to stderr",
-  "  --cpu-prof-dir=DIR write a V8 CPU profile of each child process into DIR",
+  "  --steps=N                 measured training steps or generate calls (default 5)",
+  "  --warmup=N                unmeasured warm-up steps first (default 2)",
+  "  --dtype=f32,bf16          weight dtypes to run (default: f32 for training, both for decoding)",
+  "  --profile                 time every wasm kernel and print the breakdown to stderr",
+  "  --gradient-checkpointing  training: recompute block activations in backward",
+  "  --cpu-prof-dir=DIR        write a V8 CPU profile of each child process into DIR",
 ].join("\n");
 
 function flagValue(argv: readonly string[], name: string): string | null {
@@ -61,6 +64,7 @@ export function benchFlags(argv: readonly string[] = process.argv.slice(2)): Ben
     warmupSteps: wholeNumber(argv, "warmup", 2, 0),
     dtypes,
     profile: argv.includes("--profile"),
+    gradientCheckpointing: argv.includes("--gradient-checkpointing"),
     nodeArgs: profileDir === null ? [] : ["--cpu-prof", `--cpu-prof-dir=${resolve(profileDir)}`],
   };
 }

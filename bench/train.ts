@@ -13,6 +13,7 @@ import { getPool } from "../src/kernels/pool.js";
 import { getRuntime } from "../src/kernels/runtime.js";
 import { applyLora, trainableParameters } from "../src/lora/index.js";
 import { loadModelFromDir } from "../src/models/index.js";
+import { enableGradientCheckpointing } from "../src/train/checkpointing.js";
 import type { BenchJob } from "./job.js";
 import { KernelProfiler, formatProfile, type KernelTime } from "./profile.js";
 import { currentLoad, median, peakRssBytes, runInChild } from "./process.js";
@@ -47,6 +48,7 @@ export interface TrainOptions {
   seed: number;
   /** Time every kernel and print the breakdown to stderr. */
   profile: boolean;
+  gradientCheckpointing: boolean;
 }
 
 /** Medians over the measured steps of the time spent in each part of a step, in ms. */
@@ -108,6 +110,7 @@ export function measureTraining(input: unknown): TrainMeasurement {
     },
     { rng: new Rng(options.seed) },
   );
+  if (options.gradientCheckpointing) enableGradientCheckpointing(model);
   const params = trainableParameters(model).map(([, t]) => t);
   const optimizer = new AdamW(params, { lr: 1e-4, weightDecay: 0 });
   const loadMs = performance.now() - t0;
@@ -307,7 +310,8 @@ async function runTrainJob(
   }
   const rows: ComparedResult[] = [];
   for (const dtype of flags.dtypes ?? (["f32"] as const)) {
-    const label = `${name} ${dtype} B=${spec.batch} T=${spec.seqLen} r=${spec.r}`;
+    const checkpointing = flags.gradientCheckpointing ? " gradient-checkpointing" : "";
+    const label = `${name} ${dtype} B=${spec.batch} T=${spec.seqLen} r=${spec.r}${checkpointing}`;
     const options: TrainOptions = {
       label,
       modelDir,
@@ -322,6 +326,7 @@ async function runTrainJob(
       steps: flags.steps,
       seed: 1,
       profile: flags.profile,
+      gradientCheckpointing: flags.gradientCheckpointing,
     };
     try {
       const result = (await runInChild(

@@ -19,6 +19,7 @@ const QUICK: BenchFlags = {
   warmupSteps: 1,
   dtypes: ["f32", "bf16"],
   profile: false,
+  gradientCheckpointing: false,
   nodeArgs: [],
 };
 
@@ -76,6 +77,20 @@ test("train job runs in child processes", async () => {
   }
   const memory = rows.filter((r) => r.unit === "MB");
   assert.equal(memory.length, 2);
+});
+
+test("train job with gradient checkpointing", async () => {
+  const flags = { ...QUICK, dtypes: ["f32" as const] };
+  const plain = (await trainJob("train-tiny", flags).run())[0] as ComparedResult;
+  const recomputed = (
+    await trainJob("train-tiny", { ...flags, gradientCheckpointing: true }).run()
+  )[0] as ComparedResult;
+  assert.match(recomputed.name, /gradient-checkpointing$/);
+  const a = plain.details as TrainMeasurement;
+  const b = recomputed.details as TrainMeasurement;
+  // Same weights, batch and updates: recomputing activations must not change the losses.
+  assert.ok(Math.abs(a.firstLoss - b.firstLoss) < 1e-6, `${a.firstLoss} vs ${b.firstLoss}`);
+  assert.ok(Math.abs(a.lastLoss - b.lastLoss) < 1e-5, `${a.lastLoss} vs ${b.lastLoss}`);
 });
 
 test("train job skips a missing fixture", async () => {
