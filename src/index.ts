@@ -80,3 +80,25 @@ export { backward, endStep, noGrad, Tensor, type DType } from "./engine/index.js
 export { loadTokenizer, type TextTokenizer } from "./io/tokenizer.js";
 export { readModelConfig, readGenerationConfig, type ModelConfig } from "./io/config.js";
 export { resolveModelDir, type HubOptions } from "./io/hub.js";
+
+// Training and evaluation.
+export {
+  fineTune,
+  trainLoop,
+  learningRateAt,
+  enableGradientCheckpointing,
+  NonFiniteLossError,
+  type FineTuneOptions,
+  type FineTuneResult,
+  type StepMetrics,
+  type TrainLoopOptions,
+  type ValidationMetrics,
+} from "./train/index.js";
+export {
+  compareWithBase,
+  evaluateLoss,
+  evaluateSquad,
+  squadPrompts,
+  type LossReport,
+  type SquadEvaluation,
+} from "./eval/index.js";
