@@ -82,8 +82,10 @@ export interface TrainMeasurement {
   firstLoss: number;
   lastLoss: number;
   peakRssBytes: number;
-  /** Peak bytes allocated in the engine's persistent heap (weights, adapter, optimizer). */
+  /** Peak bytes allocated from the engine's heap: persistent tensors and the step arena. */
   heapPeakBytes: number;
+  /** Heap bytes in use during the first step: before it, after forward + loss, after backward. */
+  firstStepHeapBytes: { before: number; afterForward: number; afterBackward: number };
   wasmMemoryBytes: number;
   loadAverageStart: number;
   loadAverageEnd: number;
@@ -132,6 +134,7 @@ export function measureTraining(input: unknown): TrainMeasurement {
   const cpuMs: number[] = [];
   const phases: StepPhases[] = [];
   let firstLoss = NaN;
+  const firstStepHeapBytes = { before: getHeap().bytesInUse, afterForward: 0, afterBackward: 0 };
   let lastLoss = NaN;
   for (let step = 0; step < options.warmupSteps + options.steps; step++) {
     const measured = step >= options.warmupSteps;
@@ -141,15 +144,21 @@ export function measureTraining(input: unknown): TrainMeasurement {
     zeroGrad(params);
     const loss = model.loss(ids, ids);
     const lossValue = loss.item();
+    const heapAfterForward = getHeap().bytesInUse;
     const s1 = performance.now();
     backward(loss);
     const s2 = performance.now();
+    const heapAfterBackward = getHeap().bytesInUse;
     optimizer.step();
     const s3 = performance.now();
     endStep();
     const s4 = performance.now();
     const cpu = process.cpuUsage(cpu0);
-    if (step === 0) firstLoss = lossValue;
+    if (step === 0) {
+      firstLoss = lossValue;
+      firstStepHeapBytes.afterForward = heapAfterForward;
+      firstStepHeapBytes.afterBackward = heapAfterBackward;
+    }
     lastLoss = lossValue;
     if (!Number.isFinite(lossValue)) {
       throw new Error(`train ${options.label}: step ${step} loss is ${lossValue}`);
@@ -206,6 +215,7 @@ export function measureTraining(input: unknown): TrainMeasurement {
     lastLoss,
     peakRssBytes: peakRssBytes(),
     heapPeakBytes: getHeap().peakBytes,
+    firstStepHeapBytes,
     wasmMemoryBytes: getHeap().memoryBytes,
     loadAverageStart,
     loadAverageEnd: currentLoad(),
