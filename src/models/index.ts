@@ -2,7 +2,22 @@
 export type { CausalLM, ForwardOptions, LossOptions, ModelDims } from "./types.js";
 export { architectureName, createModel, KNOWN_MODEL_TYPES, modelDims } from "./registry.js";
 export { loadModel, type LoadModelOptions, type LoadedModel } from "./load.js";
-export { loadModelFromDir, loadWeights, type LoadDType } from "./weights.js";
+export {
+  loadModelFromDir,
+  loadWeights,
+  type LoadDType,
+  type LoadFromDirOptions,
+  type TensorLoader,
+} from "./weights.js";
+export {
+  disposeQuantized,
+  formatMiB,
+  quantizableLinears,
+  quantizationOf,
+  quantizeModel,
+  quantizingLoader,
+  type QuantizeSummary,
+} from "./quantize.js";
 export { GPT2LMHeadModel, gpt2Dims, parseGpt2Config, type Gpt2Config } from "./gpt2.js";
 export { LlamaForCausalLM, llamaDims, parseLlamaConfig, type LlamaConfig } from "./llama.js";
 export {

@@ -1,6 +1,8 @@
 // Loading a model and its tokenizer from a local Hugging Face folder or a Hub id.
 import { resolveModelDir, type HubOptions } from "../io/hub.js";
 import { loadTokenizer, type TextTokenizer } from "../io/tokenizer.js";
+import type { QuantizeOption } from "../engine/index.js";
+import type { QuantizeSummary } from "./quantize.js";
 import type { CausalLM } from "./types.js";
 import { loadModelFromDir, type LoadDType } from "./weights.js";
 
@@ -8,6 +10,10 @@ export interface LoadModelOptions {
   /** Storage type of weight matrices and embeddings (default "auto"). Compute is f32. */
   dtype?: LoadDType;
   hub?: HubOptions;
+  /** Quantize the Linear layers of the transformer blocks while loading (default "none"). */
+  quantize?: QuantizeOption;
+  /** Filled with the quantized layers' memory before and after, when quantizing. */
+  quantizeSummary?: QuantizeSummary;
 }
 
 export interface LoadedModel {
@@ -24,6 +30,9 @@ export async function loadModel(
 ): Promise<LoadedModel> {
   const dir = await resolveModelDir(idOrPath, options.hub);
   const tokenizer = await loadTokenizer(dir);
-  const model = loadModelFromDir(dir, options.dtype ?? "auto");
+  const model = loadModelFromDir(dir, options.dtype ?? "auto", {
+    quantize: options.quantize,
+    summary: options.quantizeSummary,
+  });
   return { model, tokenizer, dir };
 }

@@ -3,7 +3,7 @@
 // shapes have been checked.
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import type { Tensor } from "../engine/index.js";
+import type { QuantizeOption, Tensor } from "../engine/index.js";
 import { encodeBf16, encodeF16, formatShape } from "../engine/tensor.js";
 import {
   INDEX_FILE,
@@ -14,25 +14,62 @@ import {
 } from "../io/checkpoint.js";
 import { readModelConfig } from "../io/config.js";
 import { decodeToFloat32 } from "../io/dtypes.js";
-import type { WeightDType } from "../nn/param.js";
+import { withUninitializedParameters, type WeightDType } from "../nn/param.js";
+import { quantizingLoader, type QuantizeSummary } from "./quantize.js";
 import { createModel } from "./registry.js";
 import type { CausalLM } from "./types.js";
 
 /** "auto" keeps the checkpoint's float type (bf16, f16 or f32) for the weight matrices. */
 export type LoadDType = "f32" | "bf16" | "auto";
 
+export interface LoadFromDirOptions {
+  /**
+   * Quantize every Linear of the transformer blocks to int8 or NF4 while loading (see
+   * models/quantize.ts); "none" (default) keeps the weights as `dtype`.
+   */
+  quantize?: QuantizeOption;
+  /** Filled with the quantized layers' memory before and after, when quantizing. */
+  summary?: QuantizeSummary;
+}
+
 /** Builds the architecture of `dir`/config.json and loads its safetensors weights. */
-export function loadModelFromDir(dir: string, dtype: LoadDType = "auto"): CausalLM {
+export function loadModelFromDir(
+  dir: string,
+  dtype: LoadDType = "auto",
+  options: LoadFromDirOptions = {},
+): CausalLM {
   const config = readModelConfig(dir);
   const checkpoint = openCheckpoint(dir);
+  const quantize = options.quantize ?? "none";
   try {
-    const model = createModel(config, resolveDtype(dtype, checkpoint));
-    loadWeights(model, checkpoint);
+    const weightDtype = resolveDtype(dtype, checkpoint);
+    if (quantize === "none") {
+      const model = createModel(config, weightDtype);
+      loadWeights(model, checkpoint);
+      return model.eval();
+    }
+    // The block weights are quantized straight from the file and their float copies freed
+    // unwritten, so they never take resident memory.
+    const model = withUninitializedParameters(() => createModel(config, weightDtype));
+    const summary = options.summary ?? ({} as QuantizeSummary);
+    Object.assign(summary, { kind: quantize, layers: 0, bytesBefore: 0, bytesAfter: 0 });
+    loadWeights(model, checkpoint, quantizingLoader(model, quantize, summary));
     return model.eval();
   } finally {
     checkpoint.close();
   }
 }
+
+/**
+ * Loads one parameter in place of the default copy: returns true when it handled `target`
+ * (stored in the checkpoint as `stored`), false to let loadWeights copy it.
+ */
+export type TensorLoader = (
+  path: string,
+  target: Tensor,
+  checkpoint: Checkpoint,
+  stored: string,
+) => boolean;
 
 /** Returns the weight storage type: `dtype`, or for "auto" the type of the stored weights. */
 function resolveDtype(dtype: LoadDType, checkpoint: Checkpoint): WeightDType {
@@ -62,7 +99,11 @@ interface Assignment {
  * and shapes first and throws one error listing every missing, unexpected or mis-shaped tensor.
  * A tied output projection may be stored as the embedding or as "lm_head.weight".
  */
-export function loadWeights(model: CausalLM, checkpoint: Checkpoint): void {
+export function loadWeights(
+  model: CausalLM,
+  checkpoint: Checkpoint,
+  loadTensor?: TensorLoader,
+): void {
   const embeddingPath = model.dims.tieWordEmbeddings
     ? findParameterPath(model, model.lmHeadWeight())
     : null;
@@ -91,7 +132,10 @@ export function loadWeights(model: CausalLM, checkpoint: Checkpoint): void {
   if (missing.length + mismatched.length + unexpected.length > 0) {
     throw new Error(describeProblems(model, checkpoint, missing, unexpected, mismatched));
   }
-  for (const { stored, tensor } of assignments) copyInto(tensor, checkpoint, stored);
+  for (const { path, stored, tensor } of assignments) {
+    if (loadTensor?.(path, tensor, checkpoint, stored) === true) continue;
+    copyInto(tensor, checkpoint, stored);
+  }
 }
 
 function findParameterPath(model: CausalLM, target: Tensor): string | null {

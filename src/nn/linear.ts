@@ -1,5 +1,5 @@
 // A linear layer y = x W^T + b over the engine's linear op, with a hook where LoRA plugs in.
-import { linear, type Tensor } from "../engine/index.js";
+import { linear, type QuantizedTensor, type Tensor } from "../engine/index.js";
 import { Module } from "./module.js";
 import { expectParameterShape, newParameter, type WeightDType } from "./param.js";
 
@@ -31,6 +31,11 @@ export class Linear extends Module {
   readonly inFeatures: number;
   readonly outFeatures: number;
   hook: LinearHook | null = null;
+  /**
+   * The frozen weight stored as int8 or NF4, set by models/quantize.ts. When set, forward uses it
+   * and `weight` is a disposed tensor that only keeps the shape and dtype of the original.
+   */
+  quantizedWeight: QuantizedTensor | null = null;
 
   constructor(inFeatures: number, outFeatures: number, options: LinearOptions = {}) {
     super();
@@ -50,7 +55,7 @@ export class Linear extends Module {
 
   /** Applies the layer (and the hook, when set): x [..., in] → [..., out]. */
   forward(x: Tensor): Tensor {
-    const base = linear(x, this.weight, this.bias, this.layout);
+    const base = linear(x, this.quantizedWeight ?? this.weight, this.bias, this.layout);
     return this.hook === null ? base : this.hook.forward(x, base);
   }
 

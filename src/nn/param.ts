@@ -5,8 +5,27 @@ import { formatShape, type Shape } from "../engine/tensor.js";
 /** Storage type of frozen weight matrices. Norms and biases are always f32. */
 export type WeightDType = "f32" | "bf16" | "f16";
 
+// Set while withUninitializedParameters runs.
+let skipZeroFill = false;
+
+/**
+ * Runs `build` with newParameter leaving memory uninitialized, for a loader that overwrites or
+ * replaces every parameter. Memory that is never written is never paged in, so a weight that a
+ * quantizing loader frees unread takes no resident memory.
+ */
+export function withUninitializedParameters<T>(build: () => T): T {
+  const previous = skipZeroFill;
+  skipZeroFill = true;
+  try {
+    return build();
+  } finally {
+    skipZeroFill = previous;
+  }
+}
+
 /** Allocates a zero-filled persistent parameter. Loading a checkpoint overwrites it in place. */
 export function newParameter(shape: Shape, dtype: DType = "f32"): Tensor {
+  if (skipZeroFill) return Tensor.empty(shape, dtype, { persistent: true });
   return Tensor.zeros(shape, dtype, { persistent: true });
 }
 

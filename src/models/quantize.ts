@@ -1,0 +1,129 @@
+// Quantizing the frozen base of a causal LM: every Linear of the transformer blocks gets an int8 or
+// NF4 weight (Linear.quantizedWeight) and its float weight is freed. The token embedding, the
+// norms, the biases and the output projection keep their stored dtype.
+import { QuantizedTensor, type QuantKind, type Tensor } from "../engine/index.js";
+import type { SourceDType } from "../engine/quant.js";
+import type { Checkpoint } from "../io/checkpoint.js";
+import { decodeToFloat32 } from "../io/dtypes.js";
+import { Linear } from "../nn/linear.js";
+import type { CausalLM } from "./types.js";
+
+/** Memory of the quantized layers' weights before and after quantization. */
+export interface QuantizeSummary {
+  kind: QuantKind;
+  /** Linear layers quantized. */
+  layers: number;
+  /** Bytes their weights took in the loaded dtype. */
+  bytesBefore: number;
+  /** Bytes of their codes and scales. */
+  bytesAfter: number;
+}
+
+/**
+ * Returns the Linear modules that quantization replaces, with their paths: every Linear except
+ * the output projection (lm_head, or a Linear whose weight is the output projection).
+ */
+export function quantizableLinears(model: CausalLM): [string, Linear][] {
+  const head = model.lmHeadWeight();
+  const found: [string, Linear][] = [];
+  for (const [path, module] of model.namedModules()) {
+    if (!(module instanceof Linear)) continue;
+    if (module.weight === head || /(^|\.)lm_head$/.test(path)) continue;
+    found.push([path, module]);
+  }
+  return found;
+}
+
+/**
+ * Quantizes a loaded model in place: each block Linear's weight becomes `kind` and the float
+ * weight is freed. Already quantized layers are skipped. Returns the memory before and after.
+ */
+export function quantizeModel(model: CausalLM, kind: QuantKind): QuantizeSummary {
+  const summary: QuantizeSummary = { kind, layers: 0, bytesBefore: 0, bytesAfter: 0 };
+  for (const [path, linear] of quantizableLinears(model)) {
+    if (linear.quantizedWeight !== null) continue;
+    const weight = linear.weight;
+    const quantized = QuantizedTensor.fromTensor(kind, weight, linear.layout);
+    quantized.name = `${path}.weight`;
+    summary.bytesBefore += weight.byteLength;
+    setQuantized(linear, quantized);
+    summary.bytesAfter += quantized.byteLength;
+    summary.layers++;
+  }
+  return summary;
+}
+
+/**
+ * Returns a tensor loader for loadWeights that quantizes each block Linear's weight straight from
+ * the checkpoint, so that the float weight is never written to the shared memory, and fills
+ * `summary` as it goes. Other tensors are left to the default copy.
+ */
+export function quantizingLoader(
+  model: CausalLM,
+  kind: QuantKind,
+  summary: QuantizeSummary,
+): (path: string, target: Tensor, checkpoint: Checkpoint, stored: string) => boolean {
+  const byWeightPath = new Map<string, Linear>();
+  for (const [path, linear] of quantizableLinears(model))
+    byWeightPath.set(`${path}.weight`, linear);
+  return (path, target, checkpoint, stored) => {
+    const linear = byWeightPath.get(path);
+    if (linear === undefined || linear.weight !== target) return false;
+    const raw = checkpoint.read(stored);
+    const values = decodeToFloat32(raw.data, raw.dtype, `tensor "${stored}"`);
+    const quantized = QuantizedTensor.quantize(
+      kind,
+      values,
+      linear.outFeatures,
+      linear.inFeatures,
+      {
+        layout: linear.layout,
+        sourceDtype: sourceDtypeOf(raw.dtype, target),
+        name: path,
+      },
+    );
+    summary.bytesBefore += target.byteLength;
+    setQuantized(linear, quantized);
+    summary.bytesAfter += quantized.byteLength;
+    summary.layers++;
+    return true;
+  };
+}
+
+// Installs the quantized weight and frees the float one (its Tensor keeps shape and dtype).
+function setQuantized(linear: Linear, quantized: QuantizedTensor): void {
+  linear.quantizedWeight = quantized;
+  linear.weight.dispose();
+}
+
+// The checkpoint dtype to restore when a merge decodes the weight, else the loaded dtype.
+function sourceDtypeOf(stored: string, target: Tensor): SourceDType {
+  if (stored === "F32") return "f32";
+  if (stored === "BF16") return "bf16";
+  if (stored === "F16") return "f16";
+  return target.dtype === "i32" ? "f32" : target.dtype;
+}
+
+/** Returns the quantization of a model: the format of its quantized layers, or null. */
+export function quantizationOf(model: CausalLM): QuantKind | null {
+  for (const [, linear] of quantizableLinears(model)) {
+    if (linear.quantizedWeight !== null) return linear.quantizedWeight.kind;
+  }
+  return null;
+}
+
+/**
+ * Frees the quantized weights of a model. Module.dispose frees only tensors listed as parameters,
+ * and a quantized weight is not one, so call this before or after it.
+ */
+export function disposeQuantized(model: CausalLM): void {
+  for (const [, linear] of quantizableLinears(model)) {
+    linear.quantizedWeight?.dispose();
+    linear.quantizedWeight = null;
+  }
+}
+
+/** Formats a byte count in MiB with one decimal. */
+export function formatMiB(bytes: number): string {
+  return `${(bytes / 2 ** 20).toFixed(1)} MiB`;
+}
