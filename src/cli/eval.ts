@@ -8,6 +8,7 @@ import { evaluateLoss } from "../eval/loss.js";
 import { evaluateSquad, squadPrompts } from "../eval/squad.js";
 import { setThreads } from "../kernels/pool.js";
 import { loadAdapter } from "../lora/adapter-io.js";
+import { parseQuantizeOption } from "../engine/quant.js";
 import { loadModel, type LoadDType } from "../models/index.js";
 import { readSplits, resolveTemplate, tokenizeSplit } from "./train-data.js";
 import { EVAL_OPTIONS, formatHelp, parseOptions, UsageError } from "./train-options.js";
@@ -48,6 +49,7 @@ export async function runEval(argv: readonly string[]): Promise<number> {
 
   const { model, tokenizer, dir } = await loadModel(String(values.model), {
     dtype: String(values.dtype) as LoadDType,
+    quantize: parseQuantizeOption(String(values.quantize)),
   });
   const adapter = values.adapter === undefined ? null : resolve(String(values.adapter));
   if (adapter !== null) loadAdapter(model, adapter);

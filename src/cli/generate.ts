@@ -3,6 +3,8 @@
 import { resolve } from "node:path";
 import { generateText } from "../generate/text.js";
 import { setThreads } from "../kernels/pool.js";
+import { parseQuantizeOption } from "../engine/quant.js";
+import { QUANTIZE_OPTION } from "./quantize-option.js";
 import { loadModel, type LoadDType } from "../models/index.js";
 import { formatHelp, parseOptions, type OptionSpec } from "./train-options.js";
 
@@ -88,6 +90,7 @@ export const GENERATE_OPTIONS: OptionSpec[] = [
     choices: ["auto", "f32", "bf16"],
     help: "Storage type of the weights (auto keeps the checkpoint's). Compute is f32.",
   },
+  QUANTIZE_OPTION,
   {
     name: "threads",
     type: "integer",
@@ -108,6 +111,7 @@ export async function runGenerate(argv: readonly string[]): Promise<number> {
   if (values.threads !== undefined) setThreads(Number(values.threads));
   const { model, tokenizer } = await loadModel(String(values.model), {
     dtype: String(values.dtype) as LoadDType,
+    quantize: parseQuantizeOption(String(values.quantize)),
   });
   if (values.adapter !== undefined) {
     // Imported here so that plain generation does not load the LoRA code.

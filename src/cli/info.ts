@@ -1,14 +1,16 @@
 // `tslora info`: what a model folder contains, read from config.json and the safetensors
 // headers without loading the weights: architecture sizes, parameter count, stored dtype and
 // the memory that loading and generating need.
+import { parseQuantizeOption, quantizedByteLength, type QuantizeOption } from "../engine/quant.js";
 import { openCheckpoint, type Checkpoint } from "../io/checkpoint.js";
 import { readModelConfig } from "../io/config.js";
 import { resolveModelDir } from "../io/hub.js";
 import { architectureName, modelDims } from "../models/registry.js";
 import type { ModelDims } from "../models/types.js";
+import { QUANTIZE_OPTION } from "./quantize-option.js";
 import { formatHelp, parseOptions, type OptionSpec } from "./train-options.js";
 
-const USAGE = "tslora info --model <dir|id> [--json]";
+const USAGE = "tslora info --model <dir|id> [--quantize int8|nf4] [--json]";
 const SUMMARY =
   "Prints a model's architecture, parameter count, stored dtype and the memory needed to " +
   "load it, without loading the weights.";
@@ -29,8 +31,20 @@ export const INFO_OPTIONS: OptionSpec[] = [
     choices: ["auto", "f32", "bf16"],
     help: "Storage type of the weights used for the memory estimate (auto keeps the checkpoint's).",
   },
+  QUANTIZE_OPTION,
   { name: "json", type: "boolean", default: false, help: "Print one JSON object instead of text." },
 ];
+
+/** Memory of the block Linear weights that --quantize replaces, before and after. */
+export interface QuantizationInfo {
+  kind: Exclude<QuantizeOption, "none">;
+  /** Linear weights of the transformer blocks. */
+  layers: number;
+  /** Their bytes at the load dtype. */
+  bytesBefore: number;
+  /** Their bytes quantized (codes and scales). */
+  bytesAfter: number;
+}
 
 export interface ModelInfo {
   dir: string;
@@ -48,10 +62,16 @@ export interface ModelInfo {
   weightBytes: number;
   /** Bytes of the KV cache per token of context (f32 keys and values, every layer). */
   kvCacheBytesPerToken: number;
+  /** The --quantize choice and its effect, or null without quantization. */
+  quantization: QuantizationInfo | null;
 }
 
 /** Collects the information of the model folder `dir` from its config and file headers. */
-export function describeModel(dir: string, dtype: "auto" | "f32" | "bf16" = "auto"): ModelInfo {
+export function describeModel(
+  dir: string,
+  dtype: "auto" | "f32" | "bf16" = "auto",
+  quantize: QuantizeOption = "none",
+): ModelInfo {
   const config = readModelConfig(dir);
   const dims = modelDims(config);
   const checkpoint = openCheckpoint(dir);
@@ -67,6 +87,18 @@ export function describeModel(dir: string, dtype: "auto" | "f32" | "bf16" = "aut
       parameters += t.size;
       weightBytes += t.size * (t.ndim === 2 ? matrixBytes : 4);
     }
+    let quantization: QuantizationInfo | null = null;
+    if (quantize !== "none") {
+      quantization = { kind: quantize, layers: 0, bytesBefore: 0, bytesAfter: 0 };
+      // Conv1D (GPT-2) stores [in, out]; the others [out, in].
+      const inOut = config.model_type === "gpt2";
+      for (const t of stored.filter((s) => isBlockLinearWeight(s.name, s.shape))) {
+        const [outFeatures, inFeatures] = inOut ? [t.shape[1], t.shape[0]] : t.shape;
+        quantization.layers++;
+        quantization.bytesBefore += t.size * matrixBytes;
+        quantization.bytesAfter += quantizedByteLength(quantize, outFeatures, inFeatures);
+      }
+    }
     return {
       dir,
       modelType: config.model_type,
@@ -78,6 +110,7 @@ export function describeModel(dir: string, dtype: "auto" | "f32" | "bf16" = "aut
       loadDtype,
       weightBytes,
       kvCacheBytesPerToken: 2 * dims.numLayers * dims.numKvHeads * dims.headDim * 4,
+      quantization,
     };
   } finally {
     checkpoint.close();
@@ -95,7 +128,7 @@ function storedMatrixDtype(storedDtypes: Record<string, number>): "f32" | "bf16"
 function storedTensors(
   checkpoint: Checkpoint,
   dims: ModelDims,
-): { dtype: string; size: number; ndim: number }[] {
+): { name: string; dtype: string; size: number; ndim: number; shape: number[] }[] {
   const names = checkpoint.names.filter((name) => !checkpoint.aliases.has(name));
   const hasEmbedding = names.some((n) => /(embed_tokens|wte|word_embeddings)\.weight$/.test(n));
   return names
@@ -103,11 +136,21 @@ function storedTensors(
     .map((name) => {
       const info = checkpoint.info(name);
       return {
+        name,
         dtype: info.dtype,
         size: info.shape.reduce((a, b) => a * b, 1),
         ndim: info.shape.length,
+        shape: [...info.shape],
       };
     });
+}
+
+/**
+ * Returns true for the weight of a Linear inside a transformer block (the layers --quantize
+ * replaces): a matrix under "layers.<i>." (Llama) or "h.<i>." (GPT-2, BLOOM).
+ */
+function isBlockLinearWeight(name: string, shape: readonly number[]): boolean {
+  return shape.length === 2 && name.endsWith(".weight") && /(^|\.)(layers|h)\.\d+\./.test(name);
 }
 
 function formatBytes(bytes: number): string {
@@ -154,6 +197,18 @@ export function formatInfo(info: ModelInfo): string {
     ["weights in memory", `${formatBytes(info.weightBytes)} (matrices as ${info.loadDtype})`],
     ["KV cache", `${formatBytes(info.kvCacheBytesPerToken * 1024)} per 1024 tokens of context`],
   ];
+  const q = info.quantization;
+  if (q !== null) {
+    const after = info.weightBytes - q.bytesBefore + q.bytesAfter;
+    rows.push(
+      [
+        "quantized",
+        `${q.kind}: ${q.layers} block linear weights, ${formatBytes(q.bytesBefore)} -> ` +
+          `${formatBytes(q.bytesAfter)} (embeddings, norms and output layer unchanged)`,
+      ],
+      ["weights quantized", `${formatBytes(after)} (was ${formatBytes(info.weightBytes)})`],
+    );
+  }
   const width = Math.max(...rows.map(([key]) => key.length));
   return rows.map(([key, value]) => `${`${key}:`.padEnd(width + 2)}${value}`).join("\n");
 }
@@ -166,7 +221,11 @@ export async function runInfo(argv: readonly string[]): Promise<number> {
     return 0;
   }
   const dir = await resolveModelDir(String(values.model));
-  const info = describeModel(dir, String(values.dtype) as "auto" | "f32" | "bf16");
+  const info = describeModel(
+    dir,
+    String(values.dtype) as "auto" | "f32" | "bf16",
+    parseQuantizeOption(String(values.quantize)),
+  );
   console.log(values.json === true ? JSON.stringify(info, null, 2) : formatInfo(info));
   return 0;
 }

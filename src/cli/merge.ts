@@ -3,9 +3,12 @@
 import { resolve } from "node:path";
 import { resolveModelDir } from "../io/hub.js";
 import { mergeCheckpoint } from "../lora/merge-checkpoint.js";
+import { parseQuantizeOption } from "../engine/quant.js";
+import { QUANTIZE_OPTION } from "./quantize-option.js";
 import { formatHelp, parseOptions, type OptionSpec } from "./train-options.js";
 
-const USAGE = "tslora merge --model <dir|id> --adapter <dir> --out <dir> [--force]";
+const USAGE =
+  "tslora merge --model <dir|id> --adapter <dir> --out <dir> [--quantize int8|nf4] [--force]";
 const SUMMARY =
   "Merges a LoRA adapter into the base weights (in f32, stored back in the base dtype) and " +
   "writes config, generation config, tokenizer files and safetensors to a new folder.";
@@ -38,6 +41,13 @@ const MERGE_OPTIONS: OptionSpec[] = [
     default: false,
     help: "Replace a non-empty output folder.",
   },
+  {
+    ...QUANTIZE_OPTION,
+    help:
+      "The quantization the adapter was trained with (train --quantize). The block Linear " +
+      "weights are quantized and decoded before merging, so the output is the base the adapter " +
+      "saw, stored in the checkpoint's dtype.",
+  },
 ];
 
 /** Runs `tslora merge` with the arguments after the verb; resolves to the exit status. */
@@ -53,6 +63,7 @@ export async function runMerge(argv: readonly string[]): Promise<number> {
     adapterDir: resolve(String(values.adapter)),
     outDir: String(values.out),
     force: values.force === true,
+    quantize: parseQuantizeOption(String(values.quantize)),
   });
   console.log(
     `merged ${summary.mergedWeights} weights` +

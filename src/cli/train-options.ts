@@ -2,6 +2,7 @@
 // option's type, default and help text, a parser over node:util's parseArgs that converts and
 // checks values, and the help formatter. Defaults are defined here once.
 import { parseArgs } from "node:util";
+import { QUANTIZE_OPTION } from "./quantize-option.js";
 
 export type OptionType = "string" | "number" | "integer" | "boolean";
 
@@ -95,6 +96,7 @@ const DATA_OPTIONS: OptionSpec[] = [
     choices: ["auto", "f32", "bf16"],
     help: "Storage type of the frozen weights (auto keeps the checkpoint's). Compute is f32.",
   },
+  QUANTIZE_OPTION,
 ];
 
 export const TRAIN_OPTIONS: OptionSpec[] = [

@@ -8,7 +8,8 @@ import { setThreads } from "../kernels/pool.js";
 import { familyDefaultTargets } from "../lora/config.js";
 import { applyLora } from "../lora/inject.js";
 import { trainableParametersReport } from "../lora/report.js";
-import { loadModel, type LoadDType } from "../models/index.js";
+import { parseQuantizeOption } from "../engine/quant.js";
+import { formatMiB, loadModel, type LoadDType, type QuantizeSummary } from "../models/index.js";
 import { LATEST_FILE } from "../train/checkpoint-store.js";
 import { fineTune } from "../train/fine-tune.js";
 import type { ScheduleKind } from "../train/schedule.js";
@@ -79,8 +80,16 @@ export async function runTrain(argv: readonly string[]): Promise<number> {
     template,
   });
 
+  const quantizeSummary: QuantizeSummary = {
+    kind: "int8",
+    layers: 0,
+    bytesBefore: 0,
+    bytesAfter: 0,
+  };
   const { model, tokenizer, dir } = await loadModel(String(values.model), {
     dtype: String(values.dtype) as LoadDType,
+    quantize: parseQuantizeOption(String(values.quantize)),
+    quantizeSummary,
   });
   const tokenizeOptions = {
     maxLength: Number(values["max-length"]),
@@ -139,6 +148,13 @@ export async function runTrain(argv: readonly string[]): Promise<number> {
   };
   const log = (line: string) => process.stderr.write(line + "\n");
   log(`tslora train: model ${dir} (${model.modelType}, weights ${model.weightDtype})`);
+  if (quantizeSummary.layers > 0) {
+    const q = quantizeSummary;
+    log(
+      `quantized ${q.layers} block linear weights to ${q.kind}: ` +
+        `${formatMiB(q.bytesBefore)} -> ${formatMiB(q.bytesAfter)}`,
+    );
+  }
   log(`data: ${splits.source.description}`);
   log(`validation: ${splits.validationDescription}`);
   log(train.line);

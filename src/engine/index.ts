@@ -29,6 +29,8 @@ export {
   QuantizedTensor,
   QUANT_KINDS,
   parseQuantizeOption,
+  quantizeRoundTrip,
+  quantizedByteLength,
   type QuantKind,
   type QuantizeOption,
   type QuantizeOptions,

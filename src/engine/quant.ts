@@ -164,12 +164,7 @@ export class QuantizedTensor {
       this.kind === "int8"
         ? dequantizeInt8(this.int8Parts(), n, k)
         : dequantizeNf4(this.nf4Parts(), n, k);
-    if (this.layout === "outIn") return rowMajor;
-    const transposed = new Float32Array(n * k);
-    for (let r = 0; r < n; r++) {
-      for (let c = 0; c < k; c++) transposed[c * n + r] = rowMajor[r * k + c];
-    }
-    return transposed;
+    return this.layout === "outIn" ? rowMajor : transposeRows(rowMajor, n, k);
   }
 
   /** Decodes into a new persistent tensor of the source dtype and layout. */
@@ -225,4 +220,51 @@ function persistentBytes(bytes: Uint8Array): Tensor {
 export function parseQuantizeOption(value: string, where = "--quantize"): QuantizeOption {
   if (value === "none" || value === "int8" || value === "nf4") return value;
   throw new Error(`${where}: invalid value ${JSON.stringify(value)}; use int8, nf4 or none`);
+}
+
+/**
+ * Returns the values of a weight after quantizing and decoding them (what a quantized base
+ * multiplies with), in the layout they came in, without using the shared memory.
+ */
+export function quantizeRoundTrip(
+  kind: QuantKind,
+  values: ArrayLike<number>,
+  outFeatures: number,
+  inFeatures: number,
+  layout: "outIn" | "inOut" = "outIn",
+): Float32Array {
+  const rowMajor =
+    kind === "int8"
+      ? dequantizeInt8(
+          quantizeInt8(values, outFeatures, inFeatures, layout),
+          outFeatures,
+          inFeatures,
+        )
+      : dequantizeNf4(
+          quantizeNf4(values, outFeatures, inFeatures, layout),
+          outFeatures,
+          inFeatures,
+        );
+  return layout === "outIn" ? rowMajor : transposeRows(rowMajor, outFeatures, inFeatures);
+}
+
+// Returns the [cols, rows] transpose of a row-major [rows, cols] matrix.
+function transposeRows(values: Float32Array, rows: number, cols: number): Float32Array {
+  const out = new Float32Array(values.length);
+  for (let r = 0; r < rows; r++) {
+    for (let c = 0; c < cols; c++) out[c * rows + r] = values[r * cols + c];
+  }
+  return out;
+}
+
+/** Returns the bytes a [outFeatures, inFeatures] weight takes quantized as `kind`. */
+export function quantizedByteLength(
+  kind: QuantKind,
+  outFeatures: number,
+  inFeatures: number,
+): number {
+  const padded = outFeatures * paddedRowLength(inFeatures);
+  if (kind === "int8") return padded + 4 * outFeatures;
+  const blocks = padded / 64;
+  return padded / 2 + blocks + 4 * Math.ceil(blocks / 256);
 }

@@ -18,7 +18,9 @@ import { basename, dirname, join, resolve } from "node:path";
 import { INDEX_FILE, SINGLE_FILE } from "../io/checkpoint.js";
 import { decodeToFloat32, encodeFromFloat32, isFloatDType } from "../io/dtypes.js";
 import { readSafetensors, writeSafetensors, type RawTensor } from "../io/safetensors.js";
-import { loadModelFromDir } from "../models/index.js";
+import { quantizeRoundTrip, type QuantKind, type QuantizeOption } from "../engine/index.js";
+import { loadModelFromDir, quantizableLinears } from "../models/index.js";
+import type { Linear } from "../nn/linear.js";
 import type { CausalLM } from "../models/index.js";
 import { loadAdapter } from "./adapter-io.js";
 import { addLoraDelta } from "./merge.js";
@@ -48,6 +50,12 @@ export interface MergeCheckpointOptions {
   outDir: string;
   /** Replace a non-empty output folder. */
   force?: boolean;
+  /**
+   * The quantization the adapter was trained on (default "none"). With int8 or NF4, every block
+   * Linear weight is quantized and decoded before the merge, so the output is the base that the
+   * adapter saw, stored in the checkpoint's dtype.
+   */
+  quantize?: QuantizeOption;
 }
 
 export interface MergeSummary {
@@ -105,8 +113,10 @@ function mergedTensor(
   state: LoraState,
   record: AdapterRecord,
   counts: { merged: number; replaced: number },
+  quantized?: { kind: QuantKind; linears: ReadonlyMap<string, Linear> },
 ): RawTensor {
   if (path === null) return raw;
+  const quantizedLinear = quantized?.linears.get(path);
   const trained = record.biases.get(path) ?? record.savedModules.get(path);
   if (trained !== undefined) {
     counts.replaced++;
@@ -115,6 +125,16 @@ function mergedTensor(
   if (!path.endsWith(".weight")) return raw;
   const layer = state.layers.get(path.slice(0, -".weight".length));
   const w = layer?.adapters.get(record.name);
+  if (quantized !== undefined && quantizedLinear !== undefined) {
+    const { outFeatures, inFeatures, layout } = quantizedLinear;
+    const decoded = decodeToFloat32(raw.data, raw.dtype, raw.name);
+    const values = quantizeRoundTrip(quantized.kind, decoded, outFeatures, inFeatures, layout);
+    if (layer === undefined || w === undefined) return { ...raw, data: encodeLike(raw, values) };
+    const delta = { A: w.A.toFloat32Array(), B: w.B.toFloat32Array(), r: w.r, scaling: w.scaling };
+    addLoraDelta(values, layout, inFeatures, outFeatures, delta, 1);
+    counts.merged++;
+    return { ...raw, data: encodeLike(raw, values) };
+  }
   if (layer === undefined || w === undefined) return raw;
 
   const values = decodeToFloat32(raw.data, raw.dtype, raw.name);
@@ -147,6 +167,21 @@ export function mergeCheckpoint(options: MergeCheckpointOptions): MergeSummary {
   const record = loadAdapter(model, options.adapterDir, { adapterName: "merge" });
   const state = loraState(model, "merge");
   const paths = new Set(model.namedParameters().map(([p]) => p));
+  const quantize = options.quantize ?? "none";
+  const quantized =
+    quantize === "none"
+      ? undefined
+      : {
+          kind: quantize,
+          linears: new Map(quantizableLinears(model).map(([p, l]) => [`${p}.weight`, l])),
+        };
+  if (quantized !== undefined) {
+    console.warn(
+      `merge: the base is ${quantize}-quantized: ${quantized.linears.size} block weights are ` +
+        `quantized, decoded to f32, merged and stored in the checkpoint's dtype, so the output ` +
+        `keeps the quantization error that the adapter was trained with`,
+    );
+  }
 
   mkdirSync(dirname(outDir), { recursive: true });
   const tmp = join(dirname(outDir), `.${basename(outDir)}.${randomBytes(6).toString("hex")}.tmp`);
@@ -157,7 +192,7 @@ export function mergeCheckpoint(options: MergeCheckpointOptions): MergeSummary {
     for (const file of files) {
       const { tensors, metadata } = readSafetensors(join(options.modelDir, file));
       const out = [...tensors.values()].map((raw) =>
-        mergedTensor(raw, paramPathFor(raw.name, paths), state, record, counts),
+        mergedTensor(raw, paramPathFor(raw.name, paths), state, record, counts, quantized),
       );
       writeSafetensors(join(tmp, file), out, metadata);
     }

@@ -3,7 +3,8 @@
 // [in, out] weights), round back to the stored dtype. Merging then unmerging a bf16 or f16
 // weight is therefore not exact (PEFT has the same limit).
 import { encodeBf16, encodeF16, type Tensor } from "../engine/tensor.js";
-import type { LinearLayout } from "../nn/linear.js";
+import type { Linear, LinearLayout } from "../nn/linear.js";
+import { dequantizeLinear } from "../models/quantize.js";
 import type { Module } from "../nn/module.js";
 import type { LoraWeights } from "./layer.js";
 import { dropLoraState, loraState } from "./state.js";
@@ -88,16 +89,26 @@ export function mergeAdapter(model: Module, names?: readonly string[]): void {
       );
     }
   }
+  const decoded: Linear[] = [];
   for (const layer of state.layers.values()) {
     for (const name of toMerge) {
       const w = layer.adapters.get(name);
       if (w === undefined || layer.merged.has(name)) continue;
       const linear = layer.base;
+      if (dequantizeLinear(linear) !== null) decoded.push(linear);
       const values = linear.weight.toFloat32Array();
       addLoraDelta(values, linear.layout, linear.inFeatures, linear.outFeatures, deltaInputs(w), 1);
       storeFloat32(linear.weight, values);
       layer.merged.add(name);
     }
+  }
+  if (decoded.length > 0) {
+    const dtypes = [...new Set(decoded.map((l) => l.weight.dtype))].join(", ");
+    console.warn(
+      `mergeAdapter: ${decoded.length} quantized base weights were decoded to f32, merged and ` +
+        `stored as ${dtypes} (the checkpoint's dtype). They keep the quantization error of the ` +
+        `base and stay unquantized, so those layers now take their full memory.`,
+    );
   }
 }
 

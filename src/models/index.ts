@@ -10,6 +10,7 @@ export {
   type TensorLoader,
 } from "./weights.js";
 export {
+  dequantizeLinear,
   disposeQuantized,
   formatMiB,
   quantizableLinears,

@@ -127,3 +127,16 @@ export function disposeQuantized(model: CausalLM): void {
 export function formatMiB(bytes: number): string {
   return `${(bytes / 2 ** 20).toFixed(1)} MiB`;
 }
+
+/**
+ * Replaces a Linear's quantized weight by its decoded values, stored in the dtype the checkpoint
+ * had, and frees the codes. Returns the format the weight had, or null when it was not quantized.
+ */
+export function dequantizeLinear(linear: Linear): QuantKind | null {
+  const quantized = linear.quantizedWeight;
+  if (quantized === null) return null;
+  linear.weight = quantized.dequantize();
+  linear.quantizedWeight = null;
+  quantized.dispose();
+  return quantized.kind;
+}
