@@ -13,6 +13,10 @@ import { partEnd, partStart } from "./split";
 import { DTYPE_F32, madd, MR, NR, packA, packB } from "./gemm-pack";
 import { gemvRange, GEMV_MAX_M, gemvScratchBytes } from "./gemm-gemv";
 
+// Block sizes: a packed B micro-panel (KC x NR f32, 16 KiB) stays in L1 while the MC x KC block
+// of packed A (256 KiB) streams from L2, which fits L1 and L2 caches of 32 KiB and 1 MiB. Each K
+// block is one more pass that loads and stores C, so KC is as large as L1 allows. Column blocks
+// only change which columns are packed together, never a sum, so they may depend on the rows.
 const KC: i32 = 512;
 const MC: i32 = 128;
 const NC: i32 = 1024;
@@ -29,9 +33,9 @@ export function gemmScratchBytes(k: i32): usize {
 }
 
 /**
- * C (+)= A·B over `batch` items; see the file header for the operand layout. `accumulate` 1 adds
- * to C, 0 overwrites it. `scratch` contains nt slices of `scratchStride` bytes (at least
- * gemmScratchBytes(k) each), one per thread.
+ * Computes C = A·B, or C += A·B, for `batch` items (operand layout in the file header).
+ * `accumulate` 1 adds to C, 0 overwrites it. `scratch` contains nt slices of `scratchStride`
+ * bytes (at least gemmScratchBytes(k) each), one per thread.
  */
 export function gemm(
   a: usize,
