@@ -255,8 +255,8 @@ export function gemmWarmupBytes(): usize {
 
 /**
  * Runs `rounds` small products of every kind (each B dtype, both B layouts, GEMM and GEMV) on
- * each thread. V8 first runs wasm with its baseline compiler, at about a fifth of the optimised speed,
- * and never switches a call in progress, so the engine calls this before real work.
+ * each thread. V8 first runs wasm with its baseline compiler, at about a fifth of the optimised
+ * speed, and never switches a call in progress, so the engine calls this before real work.
  */
 export function gemmWarmup(
   scratch: usize,
