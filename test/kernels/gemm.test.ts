@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { Tensor } from "../../src/engine/index.js";
 import {
+  GEMM_SERIAL_MADDS,
   gemm,
   matrixOperand,
   type GemmDType,
@@ -228,14 +229,17 @@ test("gemm is bitwise equal on 1 and 2 threads", () => {
     { m: 67, n: 130, k: 300 },
     { m: 200, n: 40, k: 70, transA: true },
     { m: 90, n: 300, k: 40, transB: true, dtype: "bf16" },
-    { m: 3, n: 1000, k: 50, dtype: "f16" },
-    { m: 1, n: 999, k: 64, transB: true, dtype: "bf16" },
-    { m: 3, n: 999, k: 70, transB: true },
-    { m: 20, n: 30, k: 40, batch: 4 },
-    { m: 20, n: 30, k: 40, batch: 3, accumulate: true },
+    { m: 3, n: 2000, k: 50, dtype: "f16" },
+    { m: 1, n: 2999, k: 90, transB: true, dtype: "bf16" },
+    { m: 3, n: 1999, k: 70, transB: true },
+    { m: 20, n: 60, k: 80, batch: 4 },
+    { m: 20, n: 60, k: 80, batch: 3, accumulate: true },
   ];
   try {
     for (const c of cases) {
+      // Smaller products run on one thread whatever the pool size.
+      const madds = c.m * c.n * c.k * (c.batch ?? 1);
+      assert.ok(madds >= GEMM_SERIAL_MADDS, `${JSON.stringify(c)} is too small to be split`);
       setThreads(1);
       const one = runCase(c).got;
       setThreads(2);

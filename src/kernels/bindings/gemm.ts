@@ -52,8 +52,8 @@ export function matrixOperand(
   return { offset, row: cols, col: 1, batch };
 }
 
-// Below this many multiply-adds a GEMM runs on the calling thread: waking workers costs more.
-const SERIAL_MADDS = 64 * 64 * 64;
+/** Below this many multiply-adds a GEMM runs on the calling thread: waking workers costs more. */
+export const GEMM_SERIAL_MADDS = 64 * 64 * 64;
 
 /** Computes C (+)= A·B for every batch item. Results do not depend on the thread count. */
 export function gemm(call: GemmCall): void {
@@ -71,7 +71,7 @@ export function gemm(call: GemmCall): void {
   }
   const pool = getPool();
   warmUpGemm(pool);
-  const threads = rows * cols * k * batch < SERIAL_MADDS ? 1 : pool.threads;
+  const threads = rows * cols * k * batch < GEMM_SERIAL_MADDS ? 1 : pool.threads;
   const scratch = ensureScratch(k, threads);
   const args = [
     a.offset,
