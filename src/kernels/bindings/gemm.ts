@@ -62,6 +62,7 @@ export function gemm(call: GemmCall): void {
   let { a, b, c } = call;
   let rows = m;
   let cols = n;
+
   // A column-major C would be written element by element; when B is f32 compute the
   // transposed product C^T = B^T A^T instead, whose C rows are contiguous.
   if (c.col !== 1 && c.row === 1 && call.bDtype === "f32") {
@@ -69,10 +70,12 @@ export function gemm(call: GemmCall): void {
     c = swap(c);
     [rows, cols] = [n, m];
   }
+
   const pool = getPool();
   warmUpGemm(pool);
   const threads = rows * cols * k * batch < GEMM_SERIAL_MADDS ? 1 : pool.threads;
   const scratch = ensureScratch(k, threads);
+  // Argument order of the wasm export gemm() (bench/profile.ts reads rows, cols, k and batch).
   const args = [
     a.offset,
     a.row,
