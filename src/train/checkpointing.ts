@@ -3,6 +3,7 @@
 // transformer block, activation memory drops from every intermediate of every block to one
 // hidden state per block, for the cost of one extra forward pass.
 import { backward, isGradEnabled, noGrad, record, withGrad } from "../engine/tape.js";
+import { getArena, type ArenaMark } from "../engine/memory.js";
 import { Tensor } from "../engine/tensor.js";
 import { Rng } from "../engine/random.js";
 import { trainableParameters } from "../lora/adapters.js";
@@ -33,8 +34,10 @@ export function checkpoint(
   const needsGraph = inputs.some((x) => x.needsGrad) || trainable.length > 0;
   if (!isGradEnabled() || !needsGraph) return fn(...inputs);
 
-  const out = noGrad(() => fn(...inputs));
+  const forwardMark = getArena().mark();
+  const [out] = keepAfterRelease(forwardMark, [noGrad(() => fn(...inputs))]);
   return record(out, "checkpoint", [...inputs, ...trainable], (gradOut, needs) => {
+    const backwardMark = getArena().mark();
     const afterRecompute = onRecompute?.();
     const captured: (Tensor | null)[] = inputs.map(() => null);
     const detached = inputs.map((x, i) => detachCapturing(x, needs[i], (g) => (captured[i] = g)));
@@ -46,12 +49,34 @@ export function checkpoint(
     }
     if (recomputed.needsGrad) backward(recomputed, gradOut);
 
-    // An input that the output does not depend on gets a zero gradient.
+    // The recomputed activations and their gradients are freed here; only the input gradients
+    // are kept. An input that the output does not depend on gets a zero gradient.
+    const kept = keepAfterRelease(
+      backwardMark,
+      captured.filter((g): g is Tensor => g !== null),
+    );
     const inputGrads = inputs.map((x, i) => {
       if (!needs[i]) return null;
-      return captured[i] ?? Tensor.zeros(x.shape);
+      return captured[i] === null ? Tensor.zeros(x.shape) : (kept.shift() ?? null);
     });
     return [...inputGrads, ...trainable.map((p) => Tensor.zeros(p.shape))];
+  });
+}
+
+/**
+ * Frees every arena block allocated after `mark` except the contents of `tensors`, which are
+ * copied out, and returns new arena tensors with those contents. The arena is a bump allocator
+ * that frees nothing until endStep(), so without this a segment's discarded activations would
+ * still occupy memory and checkpointing would save none. The caller must hold no other
+ * reference to a block allocated after `mark`.
+ */
+function keepAfterRelease(mark: ArenaMark, tensors: readonly Tensor[]): Tensor[] {
+  const copies = tensors.map((t) => ({ shape: t.shape, dtype: t.dtype, bytes: t.bytes().slice() }));
+  getArena().release(mark);
+  return copies.map((c) => {
+    const t = Tensor.empty(c.shape, c.dtype);
+    t.bytes().set(c.bytes);
+    return t;
   });
 }
 

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { addSame, backward, endStep, noGrad, Tensor, zeroGrad } from "../../src/engine/index.js";
+import { getArena } from "../../src/engine/memory.js";
 import { record } from "../../src/engine/tape.js";
 import { checkpoint } from "../../src/train/checkpointing.js";
 import { randomArray } from "../helpers/random.js";
@@ -125,4 +126,25 @@ test("checkpoint rewinds through onRecompute", () => {
   assert.equal(rewinds, 1);
   assert.ok(params[0].grad !== null, "the listed param received a gradient");
   endStep();
+});
+
+test("checkpoint frees the segment's activations", () => {
+  const params = makeParams();
+  const x = Tensor.from(randomArray(n, 4), [n], "f32", { persistent: true });
+  const forward = (useCheckpoint: boolean): number => {
+    endStep();
+    let h = x;
+    for (let l = 0; l < layers; l++) {
+      const [w1, w2] = [params[2 * l], params[2 * l + 1]];
+      const fn = (input: Tensor): Tensor => block(input, w1, w2);
+      h = useCheckpoint ? checkpoint(fn, [h], [w1, w2]) : fn(h);
+    }
+    const used = getArena().mark().used;
+    endStep();
+    return used;
+  };
+  const plain = forward(false);
+  const checkpointed = forward(true);
+  // Each block allocates 4 tensors; checkpointing keeps only its output.
+  assert.equal(checkpointed * 4, plain, `arena bytes: ${checkpointed} vs ${plain}`);
 });
