@@ -102,3 +102,22 @@ export {
   type LossReport,
   type SquadEvaluation,
 } from "./eval/index.js";
+
+// Datasets: readers, prompt templates, tokenization with loss masks, splits and batches.
+export {
+  BatchIterator,
+  loadDataset,
+  parseTemplate,
+  splitByGroup,
+  SQUAD_TEMPLATE,
+  tokenizeSamples,
+  type Batch,
+  type LoadedDataset,
+  type LoadDatasetOptions,
+  type Sample,
+  type TokenizedExample,
+  type TokenizeReport,
+} from "./data/index.js";
+export { exactMatch, f1Score, normalizeAnswer, scoreSquad } from "./eval/squad-metric.js";
+export { AdamW, clipGradNorm, gradNorm, type AdamWOptions } from "./engine/optim.js";
+export { Rng } from "./engine/random.js";

@@ -1,7 +1,7 @@
 // Adding a named adapter to a model: target selection, fan_in_fan_out, per-module rank and
 // alpha, the LoRA hooks on the Linear modules, trainable biases and modules_to_save copies.
 import { Tensor } from "../engine/index.js";
-import type { Rng } from "../engine/random.js";
+import { Rng } from "../engine/random.js";
 import { Linear } from "../nn/linear.js";
 import type { Module } from "../nn/module.js";
 import {
@@ -23,6 +23,9 @@ import {
   type TargetSelection,
 } from "./targets.js";
 
+/** Seed of the generator applyLora creates when the caller passes none. */
+export const DEFAULT_LORA_SEED = 0;
+
 /** The model surface LoRA needs (every CausalLM has it). */
 export interface LoraTargetModel extends Module {
   readonly modelType: string;
@@ -32,7 +35,10 @@ export interface LoraTargetModel extends Module {
 export interface ApplyLoraOptions {
   /** Adapter name (default "default", as in PEFT). */
   adapterName?: string;
-  /** Generator for the initial weights and for dropout. Required unless both are unused. */
+  /**
+   * Generator for the initial weights and for dropout. Default: the model's LoRA generator, or a
+   * new Rng(DEFAULT_LORA_SEED) for its first adapter, so runs repeat unless a seed is given.
+   */
   rng?: Rng;
   /** Make the new adapter active (default: only when it is the model's first adapter). */
   activate?: boolean;
@@ -151,6 +157,8 @@ export function addAdapter(
     );
   }
   if (options.rng !== undefined) state.dropout.rng = options.rng;
+  state.dropout.rng ??= new Rng(DEFAULT_LORA_SEED);
+  const rng = state.dropout.rng;
   const config = fixFanInFanOut(model, spec.config, spec.targets);
   // Freeze the base model once, before the first adapter adds its own parameters.
   if (state.adapters.size === 0) freezeBaseModel(model);
@@ -170,13 +178,7 @@ export function addAdapter(
     const loaded = spec.values?.get(path);
     const values =
       loaded ??
-      initLoraMatrices(
-        r,
-        linear.inFeatures,
-        linear.outFeatures,
-        config.init_lora_weights,
-        options.rng,
-      );
+      initLoraMatrices(r, linear.inFeatures, linear.outFeatures, config.init_lora_weights, rng);
     const A = Tensor.from(values.A, [r, linear.inFeatures], "f32", { persistent: true });
     const B = Tensor.from(values.B, [linear.outFeatures, r], "f32", { persistent: true });
     layer.adapters.set(spec.name, {

@@ -1,6 +1,6 @@
 // LoRA fine-tuning as one library call: builds the optimizer, the batch stream, validation and
 // the checkpoint files around trainLoop, and saves the final adapter in PEFT format.
-import { existsSync } from "node:fs";
+import { existsSync, mkdirSync, statSync } from "node:fs";
 import { join } from "node:path";
 import type { Tensor } from "../engine/index.js";
 import { BatchIterator, type Batch } from "../data/batches.js";
@@ -69,6 +69,14 @@ export interface FineTuneOptions {
 export interface FineTuneResult extends TrainResult {
   /** The folder of the final PEFT adapter, when training completed with an output folder. */
   adapterDir: string | null;
+}
+
+/** Creates the output folder, or rejects a path that exists and is not a folder. */
+function prepareOutDir(outDir: string): void {
+  if (existsSync(outDir) && !statSync(outDir).isDirectory()) {
+    throw new Error(`fineTune: output path ${outDir} is a file; pass a folder path for outDir`);
+  }
+  mkdirSync(outDir, { recursive: true });
 }
 
 /** Adapts the data module's BatchIterator to the trainer's BatchSource interface. */
@@ -161,6 +169,7 @@ function restoreAdapterValues(dir: string, named: readonly [string, Tensor][]): 
  */
 export async function fineTune(options: FineTuneOptions): Promise<FineTuneResult> {
   const { model, outDir } = options;
+  if (outDir !== null) prepareOutDir(outDir);
   const named = trainableParameters(model);
   if (named.length === 0) {
     throw new Error("fineTune: the model has no trainable adapter; call applyLora first");
