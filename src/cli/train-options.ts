@@ -239,7 +239,7 @@ export const TRAIN_OPTIONS: OptionSpec[] = [
     name: "grad-checkpointing",
     type: "boolean",
     default: false,
-    help: "Recompute each transformer block in backward: less memory, about 30% more compute.",
+    help: "Recompute each transformer block during backward: activation memory of one block instead of all, for one extra forward pass per step.",
   },
 ];
 
