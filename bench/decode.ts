@@ -6,6 +6,7 @@
 // takes one decode step with the KV cache. Reported: prefill time, and decode tokens/s = 63
 // tokens / the time from the first new token to the last. The end-to-end rate (64 tokens over
 // prefill + decode) is in the details.
+import type { QuantizeOption } from "../src/engine/index.js";
 import { getHeap } from "../src/engine/memory.js";
 import { generate } from "../src/generate/index.js";
 import { getPool } from "../src/kernels/pool.js";
@@ -32,6 +33,8 @@ export interface DecodeOptions {
   runs: number;
   seed: number;
   profile: boolean;
+  /** Quantize the block Linear weights while loading (default "none"). */
+  quantize?: QuantizeOption;
 }
 
 export interface DecodeMeasurement {
@@ -76,7 +79,7 @@ export function measureDecoding(input: unknown): DecodeMeasurement {
   checkDecodeOptions(options);
   const loadAverageStart = currentLoad();
   const t0 = performance.now();
-  const model = loadModelFromDir(options.modelDir, options.dtype);
+  const model = loadModelFromDir(options.modelDir, options.dtype, { quantize: options.quantize });
   const loadMs = performance.now() - t0;
   const prompt = Array.from(
     randomTokenIds(options.promptTokens, model.dims.vocabSize, options.seed),
@@ -167,13 +170,13 @@ function checkDecodeOptions(o: DecodeOptions): void {
 
 // ---- parent side ---------------------------------------------------------------------------
 
-interface DecodeSpec {
+export interface DecodeSpec {
   model: BenchModelName;
   promptTokens: number;
   newTokens: number;
 }
 
-const DECODE_SPECS: Record<string, DecodeSpec> = {
+export const DECODE_SPECS: Record<string, DecodeSpec> = {
   "decode-smollm2": { model: "smollm2-135m", promptTokens: 128, newTokens: 64 },
   "decode-gpt2": { model: "gpt2-124m", promptTokens: 128, newTokens: 64 },
   // For the smoke test.

@@ -13,6 +13,8 @@ const JOBS: Record<string, () => Promise<BenchJob>> = {
   "train-tinystories": async () => (await import("./train.js")).trainJob("train-tinystories"),
   "decode-smollm2": async () => (await import("./decode.js")).decodeJob("decode-smollm2"),
   "decode-gpt2": async () => (await import("./decode.js")).decodeJob("decode-gpt2"),
+  "quant-train-smollm2": async () => (await import("./quant.js")).quantJob("train-smollm2"),
+  "quant-decode-smollm2": async () => (await import("./quant.js")).quantJob("decode-smollm2"),
 };
 
 function usage(): string {

@@ -5,7 +5,7 @@
 //
 // One step = forward + loss (the model's loss, a chunked linear cross-entropy) + backward +
 // AdamW step + endStep(), on a fixed batch of random token ids. Legend: B batch, T tokens.
-import { backward, endStep, Tensor, zeroGrad } from "../src/engine/index.js";
+import { backward, endStep, Tensor, zeroGrad, type QuantizeOption } from "../src/engine/index.js";
 import { getHeap } from "../src/engine/memory.js";
 import { AdamW } from "../src/engine/optim.js";
 import { Rng } from "../src/engine/random.js";
@@ -49,6 +49,8 @@ export interface TrainOptions {
   /** Time every kernel and print the breakdown to stderr. */
   profile: boolean;
   gradientCheckpointing: boolean;
+  /** Quantize the block Linear weights while loading (default "none"). */
+  quantize?: QuantizeOption;
 }
 
 /** Medians over the measured steps of the time spent in each part of a step, in ms. */
@@ -100,7 +102,7 @@ export function measureTraining(input: unknown): TrainMeasurement {
   checkTrainOptions(options);
   const loadAverageStart = currentLoad();
   const t0 = performance.now();
-  const model = loadModelFromDir(options.modelDir, options.dtype);
+  const model = loadModelFromDir(options.modelDir, options.dtype, { quantize: options.quantize });
   applyLora(
     model,
     {
@@ -241,7 +243,7 @@ function checkTrainOptions(o: TrainOptions): void {
 // ---- parent side ---------------------------------------------------------------------------
 
 /** The model, adapter and batch shape of one training job. */
-interface TrainSpec {
+export interface TrainSpec {
   /** A random-weight benchmark model, or a fixture folder relative to the fixtures root. */
   model: { random: BenchModelName } | { fixture: string };
   r: number;
@@ -253,7 +255,7 @@ interface TrainSpec {
   seqLen: number;
 }
 
-const TRAIN_SPECS: Record<string, TrainSpec> = {
+export const TRAIN_SPECS: Record<string, TrainSpec> = {
   "train-smollm2": {
     model: { random: "smollm2-135m" },
     r: 16,
