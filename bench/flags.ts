@@ -14,6 +14,8 @@ export interface BenchFlags {
   dtypes: WeightDtype[] | null;
   /** Time every kernel and print the breakdown to stderr (--profile). */
   profile: boolean;
+  /** Training batch size in place of the job's own (--batch=N); null = the job's. */
+  batch: number | null;
   /** Recompute each block's activations in backward (--gradient-checkpointing; training). */
   gradientCheckpointing: boolean;
   /** Extra node arguments for the child processes (--cpu-prof-dir=DIR adds --cpu-prof). */
@@ -27,6 +29,7 @@ export const BENCH_FLAGS_HELP = [
   "  --dtype=f32,bf16          weight dtypes to run (default: f32 for training, both for decoding)",
   "  --profile                 time every wasm kernel and print the breakdown to stderr",
   "  --gradient-checkpointing  training: recompute block activations in backward",
+  "  --batch=N                 training: batch size in place of the job's (rows of T tokens)",
   "  --cpu-prof-dir=DIR        write a V8 CPU profile of each child process into DIR",
 ].join("\n");
 
@@ -65,6 +68,7 @@ export function benchFlags(argv: readonly string[] = process.argv.slice(2)): Ben
     dtypes,
     profile: argv.includes("--profile"),
     gradientCheckpointing: argv.includes("--gradient-checkpointing"),
+    batch: flagValue(argv, "batch") === null ? null : wholeNumber(argv, "batch", 0, 1),
     nodeArgs: profileDir === null ? [] : ["--cpu-prof", `--cpu-prof-dir=${resolve(profileDir)}`],
   };
 }

@@ -321,9 +321,10 @@ async function runTrainJob(
     modelDir = dir;
   }
   const rows: ComparedResult[] = [];
+  const batch = flags.batch ?? spec.batch;
   for (const dtype of flags.dtypes ?? (["f32"] as const)) {
     const checkpointing = flags.gradientCheckpointing ? " gradient-checkpointing" : "";
-    const label = `${name} ${dtype} B=${spec.batch} T=${spec.seqLen} r=${spec.r}${checkpointing}`;
+    const label = `${name} ${dtype} B=${batch} T=${spec.seqLen} r=${spec.r}${checkpointing}`;
     const options: TrainOptions = {
       label,
       modelDir,
@@ -332,7 +333,7 @@ async function runTrainJob(
       alpha: spec.alpha,
       targets: spec.targets,
       fanInFanOut: spec.fanInFanOut,
-      batch: spec.batch,
+      batch,
       seqLen: spec.seqLen,
       warmupSteps: flags.warmupSteps,
       steps: flags.steps,

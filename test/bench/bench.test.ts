@@ -20,6 +20,7 @@ const QUICK: BenchFlags = {
   dtypes: ["f32", "bf16"],
   profile: false,
   gradientCheckpointing: false,
+  batch: null,
   nodeArgs: [],
 };
 
@@ -146,6 +147,9 @@ test("bench flags parse and reject", () => {
   assert.deepEqual(flags.dtypes, ["bf16"]);
   assert.equal(flags.profile, true);
   assert.deepEqual(benchFlags([]).dtypes, null);
+  assert.equal(benchFlags([]).batch, null);
+  assert.equal(benchFlags(["--batch=2"]).batch, 2);
+  assert.throws(() => benchFlags(["--batch=0"]), /--batch must be a whole number >= 1/);
   assert.throws(() => benchFlags(["--steps=0"]), /--steps must be a whole number >= 1/);
   assert.throws(() => benchFlags(["--dtype=f16"]), /--dtype takes f32, bf16/);
 });
