@@ -226,14 +226,11 @@ export function measureTraining(input: unknown): TrainMeasurement {
 }
 
 function checkTrainOptions(o: TrainOptions): void {
-  const whole = ["r", "batch", "seqLen", "steps", "seed"] as const;
-  for (const key of whole) {
-    if (!Number.isInteger(o[key]) || o[key] < (key === "seed" ? 0 : 1)) {
-      throw new Error(`train task: ${key} must be a whole number >= 1, got ${o[key]}`);
+  const minimums = { r: 1, batch: 1, seqLen: 1, steps: 1, seed: 0, warmupSteps: 0 } as const;
+  for (const [key, min] of Object.entries(minimums) as [keyof typeof minimums, number][]) {
+    if (!Number.isInteger(o[key]) || o[key] < min) {
+      throw new Error(`train task: ${key} must be a whole number >= ${min}, got ${o[key]}`);
     }
-  }
-  if (!Number.isInteger(o.warmupSteps) || o.warmupSteps < 0) {
-    throw new Error(`train task: warmupSteps must be a whole number >= 0, got ${o.warmupSteps}`);
   }
   if (o.dtype !== "f32" && o.dtype !== "bf16") {
     throw new Error(`train task: dtype must be "f32" or "bf16", got ${JSON.stringify(o.dtype)}`);
