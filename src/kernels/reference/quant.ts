@@ -7,12 +7,17 @@
 // int8 (weight-only, absmax per output row, as LLM.int8 quantizes weights): code[n, k] =
 // round(W[n, k] / scale[n]) in [-127, 127] with scale[n] = max_k |W[n, k]| / 127, stored as i8
 // [N, Kp]. Decoding: W'[n, k] = code[n, k] * scale[n]. Error bound: |W' - W| <= scale[n] / 2.
+// NOTE: LLM.int8's outlier decomposition (input features above 6.0 multiplied in f16) is not
+// implemented. It protects activations from int8 quantization, and here the activations stay f32
+// and every product already runs in f32 on the decoded weight, so it would change no result.
 //
 // NF4 (QLoRA, Dettmers et al. 2023, "QLoRA: Efficient Finetuning of Quantized LLMs"): blocks of
 // 64 weights along a row, each with absmax a_b = max |W| over the block. A weight is stored as the
-// 4-bit index of the NF4 code value nearest to W / a_b (u8 [N, Kp / 2], element k of a row in the
-// low nibble of byte k / 2 when k is even and in the high nibble when k is odd). Decoding:
-// W' = NF4_CODE[index] * â_b, where â_b is the double-quantized absmax below.
+// 4-bit index of the NF4 code value nearest to W / a_b, in u8 [N, Kp / 2]. Element k of a row is
+// in byte k / 2, in the low nibble when k is even and in the high nibble when k is odd.
+// Decoding: W' = NF4_CODE[index] * â_b, where â_b is the double-quantized absmax below.
+// Blocks lie within a row (the last one zero-padded), where bitsandbytes blocks the flattened
+// tensor; for rows of a multiple of 64 weights the two coincide.
 //
 // Double quantization of the absmax values (as bitsandbytes' compress_statistics does it, with a
 // linear 8-bit code in place of its dynamic code): mean = mean of all a_b; d_b = a_b - mean; in

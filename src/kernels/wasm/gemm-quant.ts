@@ -4,7 +4,7 @@
 // Forward:  Y [M, N] (+)= X [M, K] · W^T   (a linear layer, x W^T)
 // Backward: dX [M, K] (+)= dY [M, N] · W   (the input gradient through the frozen weight)
 //
-// Tiles of W are decoded to f32 on the fly: the packed path decodes a KC x NC block of the B
+// Tiles of W are decoded to f32 on the fly. The packed path decodes a KC x NC block of the B
 // operand into the panel layout of gemm-pack.ts and runs a 4 x 8 register-blocked micro-kernel
 // over it, so each decoded weight serves every row of X. With M <= QUANT_GEMV_MAX_M (decoding) the
 // forward product takes a GEMV path instead, which reads each quantized row once and decodes it
@@ -52,11 +52,12 @@ export function quantScratchBytes(kp: i32): usize {
 }
 
 /**
- * Forward (backward 0) or backward (backward 1) product with the quantized weight described by
- * (kind, codes, scales, absmaxSteps, absmaxMean, n, k, kp); see the file header. `scales` is the
- * f32 row scales (int8) or the i8 absmax codes (NF4). x is row-major [m, inner] and out row-major
- * [m, cols], with (inner, cols) = (k, n) forward and (n, k) backward. `accumulate` 1 adds to out.
- * `scratch` contains nt slices of `scratchStride` bytes, at least quantScratchBytes(kp) each.
+ * Computes the forward (backward 0) or backward (backward 1) product with the quantized weight
+ * (kind, codes, scales, absmaxSteps, absmaxMean, n, k, kp), as the file header describes.
+ * `scales` is the f32 row scales (int8) or the i8 absmax codes (NF4). x is row-major [m, inner]
+ * and out row-major [m, cols], where (inner, cols) is (k, n) forward and (n, k) backward.
+ * `accumulate` 1 adds to out. `scratch` contains nt slices of `scratchStride` bytes, at least
+ * quantScratchBytes(kp) each.
  */
 export function quantGemm(
   kind: i32,
@@ -97,7 +98,8 @@ export function quantGemm(
 }
 
 // The weight of the current call. Globals are per instance, and every pool thread has its own
-// instance, so each thread sees only the call it runs. (The stub runtime has no heap for objects.)
+// instance, so each thread reads only the call it runs. Globals replace an object because the stub
+// runtime has no heap of its own.
 let wKind: i32 = 0;
 let wCodes: usize = 0;
 let wScales: usize = 0;
@@ -250,6 +252,7 @@ function microKernel(kc: i32, pa: usize, pb: usize, c: usize, rowBytes: usize, a
   let c21 = f32x4.splat(0);
   let c30 = f32x4.splat(0);
   let c31 = f32x4.splat(0);
+
   for (let p = 0; p < kc; p++) {
     const b0 = v128.load(pb);
     const b1 = v128.load(pb, 16);
@@ -268,6 +271,7 @@ function microKernel(kc: i32, pa: usize, pb: usize, c: usize, rowBytes: usize, a
     pa += 16;
     pb += 32;
   }
+
   if (add) {
     c00 = f32x4.add(v128.load(c), c00);
     c01 = f32x4.add(v128.load(c, 16), c01);
