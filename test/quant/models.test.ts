@@ -74,6 +74,19 @@ const CASES: Case[] = [
     lossBound: { int8: 0.02, nf4: 0.2 },
   },
   {
+    // Conv1D weights stored [in, out].
+    name: "reference gpt2",
+    dir: "reference/gpt2/model",
+    sequences: () => {
+      const inputs = JSON.parse(readFileSync(fixture("reference/gpt2/inputs.json"), "utf8")) as {
+        input_ids: number[][];
+      };
+      return [inputs.input_ids[0], inputs.input_ids[1].slice(0, 8)];
+    },
+    logitBound: { int8: 0.05, nf4: 0.6 },
+    lossBound: { int8: 0.02, nf4: 0.2 },
+  },
+  {
     name: "TinyStories-656K",
     dir: "models/TinyStories-656K",
     sequences: () => {
