@@ -112,10 +112,7 @@ export function quantizationOf(model: CausalLM): QuantKind | null {
   return null;
 }
 
-/**
- * Frees the quantized weights of a model. Module.dispose frees only tensors listed as parameters,
- * and a quantized weight is not one, so call this before or after it.
- */
+/** Frees the quantized weights of a model (Module.dispose also frees them). */
 export function disposeQuantized(model: CausalLM): void {
   for (const [, linear] of quantizableLinears(model)) {
     linear.quantizedWeight?.dispose();

@@ -59,6 +59,11 @@ export class Linear extends Module {
     return this.hook === null ? base : this.hook.forward(x, base);
   }
 
+  protected override disposeOwnBuffers(): void {
+    this.quantizedWeight?.dispose();
+    this.quantizedWeight = null;
+  }
+
   protected override ownParameters(): [string, Tensor | null][] {
     return [
       ["weight", this.weight],

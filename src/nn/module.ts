@@ -94,7 +94,11 @@ export abstract class Module {
   /** Frees every parameter and its gradient. The module cannot run afterwards. */
   dispose(): void {
     for (const tensor of this.parameters()) tensor.dispose();
+    for (const [, module] of this.namedModules()) module.disposeOwnBuffers();
   }
+
+  /** Frees memory a module keeps outside its parameters. Called by dispose() on every module. */
+  protected disposeOwnBuffers(): void {}
 
   /** Sets inference mode (training = false) on the whole tree. */
   eval(): this {

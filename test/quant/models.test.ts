@@ -167,3 +167,10 @@ test("post-load quantization matches quantizing loader", () => {
     m.dispose();
   }
 });
+
+test("dispose frees quantized weights", () => {
+  const model = loadModelFromDir(fixture("reference/llama/model"), "f32", { quantize: "nf4" });
+  const quantized = quantizableLinears(model).map(([, linear]) => linear.quantizedWeight);
+  model.dispose();
+  for (const q of quantized) assert.throws(() => q?.toFloat32Array(), /disposed/);
+});
