@@ -145,6 +145,9 @@ export async function runTrain(argv: readonly string[]): Promise<number> {
     maxGradNorm,
     lora: loraInput,
     seed,
+    // Recorded only when set, so runs started without the option still resume. Merge such an
+    // adapter with `tslora merge --quantize <format>`.
+    ...(quantizeSummary.layers > 0 ? { quantize: quantizeSummary.kind } : {}),
   };
   const log = (line: string) => process.stderr.write(line + "\n");
   log(`tslora train: model ${dir} (${model.modelType}, weights ${model.weightDtype})`);
