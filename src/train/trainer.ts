@@ -31,7 +31,7 @@ export interface BatchSource<B> {
 export interface TokenCounts {
   /** Unmasked target tokens the batch's mean loss is over. */
   lossTokens: number;
-  /** Tokens fed to the model, padding included (for tokens/s). */
+  /** Input tokens of the batch for the tokens/s figure (fineTune counts real tokens, not padding). */
   tokens: number;
 }
 
