@@ -15,7 +15,10 @@ export interface StepMetrics {
   gradNorm: number;
   /** Unmasked (loss) tokens in this step, summed over micro-batches. */
   tokens: number;
-  /** Input tokens per second in this step, as counted by the batch source (fineTune counts real tokens, not padding). */
+  /**
+   * Input tokens per second in this step, as counted by the batch source (fineTune counts real
+   * tokens, not padding).
+   */
   tokensPerSecond: number;
   stepSeconds: number;
   /** Estimated seconds to the end of the run from the mean step time so far. */

@@ -31,7 +31,7 @@ export interface BatchSource<B> {
 export interface TokenCounts {
   /** Unmasked target tokens the batch's mean loss is over. */
   lossTokens: number;
-  /** Input tokens of the batch for the tokens/s figure (fineTune counts real tokens, not padding). */
+  /** Input tokens of the batch for tokens/s (fineTune counts real tokens, not padding). */
   tokens: number;
 }
 
