@@ -149,3 +149,11 @@ test("quantized weight decodes to its source layout and dtype", () => {
   w.dispose();
   assert.throws(() => w.toFloat32Array(), /disposed/);
 });
+
+test("quantized linear with no input features gives the bias", () => {
+  const w = QuantizedTensor.quantize("nf4", new Float32Array(0), 3, 0);
+  const bias = Tensor.from([1, 2, 3], [3], "f32", { persistent: true });
+  const y = linear(Tensor.zeros([2, 0]), w, bias);
+  assert.deepEqual(Array.from(y.toFloat32Array()), [1, 2, 3, 1, 2, 3]);
+  w.dispose();
+});

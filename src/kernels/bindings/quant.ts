@@ -37,7 +37,12 @@ export function quantGemm(
   out: number,
   accumulate: boolean,
 ): void {
-  if (m === 0 || w.n === 0 || w.k === 0) return;
+  if (m === 0 || w.n === 0 || w.k === 0) {
+    // An empty inner dimension gives a zero product.
+    const cols = backward ? w.k : w.n;
+    if (!accumulate) new Float32Array(getRuntime().memory.buffer, out, m * cols).fill(0);
+    return;
+  }
   const pool = getPool();
   const threads = m * w.n * w.k < SERIAL_MADDS ? 1 : pool.threads;
   const scratch = ensureScratch(w.paddedK, threads);
