@@ -163,7 +163,13 @@ export async function runTrain(argv: readonly string[]): Promise<number> {
   log(train.line);
   log(validation.line);
   log(
-    `config: ${JSON.stringify({ ...settings, evalEvery: values["eval-every"], saveEvery: values["save-every"], gradCheckpointing: values["grad-checkpointing"], threads: threads ?? "default" })}`,
+    `config: ${JSON.stringify({
+      ...settings,
+      evalEvery: values["eval-every"],
+      saveEvery: values["save-every"],
+      gradCheckpointing: values["grad-checkpointing"],
+      threads: threads ?? "default",
+    })}`,
   );
   log(trainableParametersReport(model));
 
@@ -216,7 +222,8 @@ export async function runTrain(argv: readonly string[]): Promise<number> {
     const first = result.validations[0];
     if (first !== undefined && last !== undefined) {
       log(
-        `validation loss ${first.valLoss.toFixed(4)} (step ${first.step}) -> ${last.valLoss.toFixed(4)} (step ${last.step})`,
+        `validation loss ${first.valLoss.toFixed(4)} (step ${first.step}) -> ` +
+          `${last.valLoss.toFixed(4)} (step ${last.step})`,
       );
     }
     log(`adapter saved to ${result.adapterDir} (PEFT format)`);

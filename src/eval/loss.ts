@@ -57,7 +57,8 @@ export function batchLossSum(model: CausalLM, batch: Batch): { sum: number; coun
 
 /**
  * Computes the loss and perplexity of `model` over `examples` without gradients, in batches of
- * `batchSize` in dataset order. Frees the arena after each batch (endStep), and throws when no example has an unmasked target.
+ * `batchSize` in dataset order. Frees the arena after each batch (endStep), and throws when no
+ * example has an unmasked target.
  */
 export function evaluateLoss(
   model: CausalLM,

@@ -28,9 +28,9 @@ export interface SquadPrompt {
 
 /**
  * Tokenizes SQuAD samples into generation prompts. The prompt is the masked prefix of the
- * training example, so the model is given at evaluation the exact tokens it was trained to continue,
- * with the context shortened the same way when the example is too long (with room left for
- * `maxNewTokens`). `answersById` maps a question id to all of its gold answers.
+ * training example, so the model is given at evaluation the exact tokens it was trained to
+ * continue, with the context shortened the same way when the example is too long (with room
+ * left for `maxNewTokens`). `answersById` maps a question id to all of its gold answers.
  */
 export function squadPrompts(
   samples: readonly FieldsSample[],
@@ -50,7 +50,8 @@ export function squadPrompts(
     if ("dropped" in example) {
       throw new Error(
         `squadPrompts: ${sample.origin}: the prompt needs ${example.minLength} tokens, more than ` +
-          `max length ${options.maxLength} minus ${options.maxNewTokens} new tokens; raise --max-length`,
+          `max length ${options.maxLength} minus ${options.maxNewTokens} new tokens; ` +
+          `raise --max-length`,
       );
     }
     const id = sample.fields.id ?? sample.origin;

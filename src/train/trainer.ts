@@ -74,7 +74,7 @@ export interface TrainLoopOptions<B> {
   validate?: () => ValidationResult;
   /** Also validates before the first step of a new run, as the step-0 baseline. Default false. */
   validateAtStart?: boolean;
-  /** Saves a checkpoint every this many optimizer steps (and at the end); 0 saves at the end only. */
+  /** Saves a checkpoint every this many optimizer steps and at the end; 0 only at the end. */
   saveEvery?: number;
   /** Checkpoint folder. Without it nothing is saved and resume is impossible. */
   checkpoints?: CheckpointStore;
