@@ -8,6 +8,7 @@ import {
   doubleQuantize,
   NF4_BLOCK,
   NF4_CODE,
+  nearestNf4,
   paddedRowLength,
   quantizeInt8,
   quantizeNf4,
@@ -177,4 +178,25 @@ test("double-quantized absmax within half a step", () => {
   for (let b = 0; b < ABSMAX_GROUP; b++)
     spread = Math.max(spread, Math.abs(absmax[b] - dq.absmaxMean));
   assert.equal(dq.absmaxSteps[0], Math.fround(spread / 127));
+});
+
+test("nearestNf4 picks the nearest code value", () => {
+  const next = makeRandom(5);
+  const samples = [-1, 1, 0, ...NF4_CODE, ...Array.from({ length: 20000 }, () => next() * 2 - 1)];
+  // Midpoints and values just beside them.
+  for (let i = 1; i < 16; i++) {
+    const mid = (NF4_CODE[i] + NF4_CODE[i - 1]) / 2;
+    samples.push(mid, mid + 1e-9, mid - 1e-9);
+  }
+  for (const x of samples) {
+    const index = nearestNf4(x);
+    const distance = Math.abs(NF4_CODE[index] - x);
+    for (let j = 0; j < 16; j++) {
+      // 1e-12 allows either neighbour at an exact midpoint, where rounding decides.
+      assert.ok(
+        distance <= Math.abs(NF4_CODE[j] - x) + 1e-12,
+        `x ${x}: index ${index}, code ${j} is nearer`,
+      );
+    }
+  }
 });

@@ -59,8 +59,24 @@ export function paddedRowLength(k: number): number {
   return Math.ceil(k / ROW_ALIGN) * ROW_ALIGN;
 }
 
+// Bins of [-1, 1] for nearestNf4: the index nearest to each bin's lower edge. A bin is far
+// narrower than the gap between two midpoints, so at most one midpoint falls inside it.
+const NF4_BINS = 4096;
+const NF4_BIN_START: Uint8Array = Uint8Array.from({ length: NF4_BINS + 1 }, (_, i) =>
+  nearestNf4BySearch(-1 + (2 * i) / NF4_BINS),
+);
+
 /** Returns the index of the NF4 code value nearest to `x` (x in [-1, 1]). */
 export function nearestNf4(x: number): number {
+  const bin = Math.min(NF4_BINS, Math.max(0, Math.floor((x + 1) * (NF4_BINS / 2))));
+  let index = NF4_BIN_START[bin];
+  // A table lookup, then at most one step: no data-dependent branches in the common case.
+  if (index < NF4_MIDPOINTS.length && x > NF4_MIDPOINTS[index]) index++;
+  return index;
+}
+
+// Binary search over the midpoints: the definition that the bin table is built from.
+function nearestNf4BySearch(x: number): number {
   let lo = 0;
   let hi = NF4_MIDPOINTS.length;
   while (lo < hi) {
@@ -90,21 +106,26 @@ export interface Nf4Weight {
 }
 
 /**
- * Reads W [N, K] from `values` stored as "outIn" ([N, K], element (n, k) at n * K + k) or "inOut"
- * ([K, N], at k * N + n), and returns a function giving W[n, k].
+ * Returns W [N, K] row-major from `values` stored as "outIn" ([N, K]) or "inOut" ([K, N]),
+ * copying only when it must transpose.
  */
-function weightReader(
+function rowMajorWeight(
   values: ArrayLike<number>,
   n: number,
   k: number,
   layout: "outIn" | "inOut",
-): (row: number, col: number) => number {
+): ArrayLike<number> {
   if (values.length !== n * k) {
     throw new Error(
       `quantize: expected ${n * k} weight values for [${n}, ${k}], got ${values.length}`,
     );
   }
-  return layout === "outIn" ? (r, c) => values[r * k + c] : (r, c) => values[c * n + r];
+  if (layout === "outIn") return values;
+  const out = new Float32Array(n * k);
+  for (let c = 0; c < k; c++) {
+    for (let r = 0; r < n; r++) out[r * k + c] = values[c * n + r];
+  }
+  return out;
 }
 
 /** Quantizes W [N, K] (stored in `layout`) to int8 with one absmax scale per output row. */
@@ -114,18 +135,19 @@ export function quantizeInt8(
   k: number,
   layout: "outIn" | "inOut" = "outIn",
 ): Int8Weight {
-  const at = weightReader(values, n, k, layout);
+  const w = rowMajorWeight(values, n, k, layout);
   const kp = paddedRowLength(k);
   const codes = new Int8Array(n * kp);
   const scales = new Float32Array(n);
   for (let r = 0; r < n; r++) {
+    const row = r * k;
     let absmax = 0;
-    for (let c = 0; c < k; c++) absmax = Math.max(absmax, Math.abs(at(r, c)));
+    for (let c = 0; c < k; c++) absmax = Math.max(absmax, Math.abs(w[row + c]));
     const scale = Math.fround(absmax / 127);
     scales[r] = scale;
     if (scale === 0) continue;
     for (let c = 0; c < k; c++) {
-      const q = Math.round(at(r, c) / scale);
+      const q = Math.round(w[row + c] / scale);
       codes[r * kp + c] = Math.max(-127, Math.min(127, q));
     }
   }
@@ -139,24 +161,25 @@ export function quantizeNf4(
   k: number,
   layout: "outIn" | "inOut" = "outIn",
 ): Nf4Weight {
-  const at = weightReader(values, n, k, layout);
+  const w = rowMajorWeight(values, n, k, layout);
   const kp = paddedRowLength(k);
   const blocksPerRow = kp / NF4_BLOCK;
   const codes = new Uint8Array((n * kp) / 2).fill(NF4_ZERO | (NF4_ZERO << 4));
   const absmax = new Float32Array(n * blocksPerRow);
   for (let r = 0; r < n; r++) {
+    const row = r * k;
     for (let b = 0; b < blocksPerRow; b++) {
       const start = b * NF4_BLOCK;
       const end = Math.min(k, start + NF4_BLOCK);
       let a = 0;
-      for (let c = start; c < end; c++) a = Math.max(a, Math.abs(at(r, c)));
+      for (let c = start; c < end; c++) a = Math.max(a, Math.abs(w[row + c]));
       absmax[r * blocksPerRow + b] = a;
       if (a === 0) continue;
-      for (let c = start; c < end; c++) {
-        const index = nearestNf4(at(r, c) / a);
-        const byte = (r * kp + c) >> 1;
-        const shift = (c & 1) * 4;
-        codes[byte] = (codes[byte] & ~(0xf << shift)) | (index << shift);
+      // Whole bytes: an even element and the odd one after it (NF4_ZERO past the row's end).
+      for (let c = start; c < end; c += 2) {
+        const low = nearestNf4(w[row + c] / a);
+        const high = c + 1 < end ? nearestNf4(w[row + c + 1] / a) : NF4_ZERO;
+        codes[(r * kp + c) >> 1] = low | (high << 4);
       }
     }
   }
