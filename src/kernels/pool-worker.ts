@@ -1,7 +1,9 @@
-// Body of one pool worker: wait for a new generation in the control block, run the kernel with
-// this thread's (tid, nt), count down the pending workers, repeat. See pool.ts for the protocol.
+// Body of one pool worker: wait for a new generation in the control block, claim and run parts
+// of the job until none is left, counting each one down, repeat. See pool.ts for the protocol.
 import { workerData } from "node:worker_threads";
 import {
+  claimPart,
+  claimTag,
   CTL_EPOCH,
   CTL_ERROR,
   CTL_GENERATION,
@@ -54,11 +56,15 @@ for (;;) {
 
   if (kernel === KERNEL_EXIT || epoch !== data.epoch) break;
   if (data.tid >= nt) continue;
-  callArgs.push(data.tid, nt);
-  try {
-    kernels[kernel](...callArgs);
-  } catch (e) {
-    reportError(e);
+  callArgs.push(0, nt);
+  const tag = claimTag(generation);
+  for (let part = claimPart(control, tag, nt); part >= 0; part = claimPart(control, tag, nt)) {
+    callArgs[n] = part;
+    try {
+      kernels[kernel](...callArgs);
+    } catch (e) {
+      reportError(e);
+    }
+    if (Atomics.sub(control, CTL_PENDING, 1) === 1) Atomics.notify(control, CTL_PENDING);
   }
-  if (Atomics.sub(control, CTL_PENDING, 1) === 1) Atomics.notify(control, CTL_PENDING);
 }

@@ -2,9 +2,12 @@
 //
 // A job is dispatched without messages: the main thread writes the kernel id and its arguments
 // into a small shared control block, bumps a generation counter and wakes the workers with
-// Atomics.notify. Every thread, the main one included as thread 0, then calls the same export
-// with its own (tid, nt) and each writes only its own part of the output. The main thread waits
-// on a countdown of pending workers, so a kernel call is synchronous for the caller.
+// Atomics.notify. A job of nt parts calls the export once per part as kernel(...args, part, nt),
+// and each call writes only that part of the output. Threads claim parts from a shared counter,
+// the main thread included, so a worker that the OS has not scheduled yet delays nothing: the
+// main thread runs the parts that no worker claimed. A part computes the same values whichever thread
+// runs it, so results do not depend on the claiming order. The main thread then waits on a
+// countdown of unfinished parts, so a kernel call is synchronous for the caller.
 import { availableParallelism } from "node:os";
 import { Worker } from "node:worker_threads";
 import { getRuntime, type KernelRuntime } from "./runtime.js";
@@ -21,7 +24,34 @@ export const CTL_ERROR = 4;
 export const CTL_THREADS = 5;
 /** Bumped by close(): workers of an older epoch exit instead of running the next job. */
 export const CTL_EPOCH = 6;
+/** Next unclaimed part of the current job, tagged with the job: see claimTag(). */
+export const CTL_CLAIM = 7;
 export const CTL_SLOTS = 8;
+
+// CTL_CLAIM contains tag * CLAIM_PARTS + next part; CLAIM_PARTS exceeds the maximum thread count.
+export const CLAIM_PARTS = 512;
+const CLAIM_TAGS = 1 << 22;
+
+/**
+ * Returns the tag of the job published at `generation` (an even value). A worker that read the
+ * fields of an older job finds another tag in CTL_CLAIM and claims nothing.
+ */
+export function claimTag(generation: number): number {
+  return (generation >>> 1) % CLAIM_TAGS;
+}
+
+/**
+ * Claims the next part of the job tagged `tag` and returns its index, or -1 when every part is
+ * taken or the job is no longer current.
+ */
+export function claimPart(control: Int32Array, tag: number, parts: number): number {
+  for (;;) {
+    const word = Atomics.load(control, CTL_CLAIM);
+    const next = word % CLAIM_PARTS;
+    if (Math.floor(word / CLAIM_PARTS) !== tag || next >= parts) return -1;
+    if (Atomics.compareExchange(control, CTL_CLAIM, word, word + 1) === word) return next;
+  }
+}
 
 /** The kernel id that makes workers exit. */
 export const KERNEL_EXIT = -1;
@@ -92,8 +122,9 @@ export class KernelPool {
   }
 
   /**
-   * Runs export `name` on every thread as name(...args, tid, nt) and returns when all are done.
-   * Runs on the calling thread alone when `threads` is 1.
+   * Runs export `name` as name(...args, part, nt) for every part 0..nt-1, each part on whichever
+   * thread claims it, and returns when all are done. Runs on the calling thread alone when
+   * `threads` is 1.
    */
   run(name: string, args: number[], threads = this.threadCount): void {
     const fn = this.runtime.exports[name];
@@ -110,20 +141,33 @@ export class KernelPool {
     }
     const id = this.ids.get(name) ?? -1;
     const c = this.control;
-    this.publish(() => {
-      for (let i = 0; i < args.length; i++) this.args[i] = args[i];
-      c[CTL_KERNEL] = id;
-      c[CTL_NARGS] = args.length;
-      c[CTL_THREADS] = nt;
-      c[CTL_ERROR] = 0;
-      Atomics.store(c, CTL_PENDING, nt - 1);
-    });
+    const generation = this.publish(
+      () => {
+        for (let i = 0; i < args.length; i++) this.args[i] = args[i];
+        c[CTL_KERNEL] = id;
+        c[CTL_NARGS] = args.length;
+        c[CTL_THREADS] = nt;
+        c[CTL_ERROR] = 0;
+        Atomics.store(c, CTL_PENDING, nt);
+      },
+      (next) => claimTag(next) * CLAIM_PARTS,
+    );
 
+    // Run parts until none is left. After an error the remaining parts are claimed but skipped,
+    // so that the countdown still reaches zero.
+    const tag = claimTag(generation);
     let mainError: unknown = null;
-    try {
-      fn(...args, 0, nt);
-    } catch (e) {
-      mainError = e;
+    const callArgs = [...args, 0, nt];
+    for (let part = claimPart(c, tag, nt); part >= 0; part = claimPart(c, tag, nt)) {
+      if (mainError === null) {
+        callArgs[args.length] = part;
+        try {
+          fn(...callArgs);
+        } catch (e) {
+          mainError = e;
+        }
+      }
+      Atomics.sub(c, CTL_PENDING, 1);
     }
     this.waitForWorkers();
     if (mainError !== null) throw mainError;
@@ -142,14 +186,19 @@ export class KernelPool {
   /**
    * Writes a job under a sequence lock: the generation is odd while the fields change and even
    * once they are complete. A worker that skipped the previous job may be reading the fields
-   * right now, so it retries when the generation moved under it (see pool-worker.ts).
+   * right now, so it retries when the generation moved under it (see pool-worker.ts). `claim`
+   * returns the CTL_CLAIM word for the new generation. Workers claim parts only after they have
+   * read the even generation, so no part is claimed before the fields are complete. Returns the
+   * new (even) generation.
    */
-  private publish(write: () => void): void {
+  private publish(write: () => void, claim: (generation: number) => number): number {
     const c = this.control;
-    Atomics.add(c, CTL_GENERATION, 1);
+    const generation = Atomics.add(c, CTL_GENERATION, 1) + 2;
     write();
+    Atomics.store(c, CTL_CLAIM, claim(generation));
     Atomics.add(c, CTL_GENERATION, 1);
     Atomics.notify(c, CTL_GENERATION);
+    return generation;
   }
 
   private waitForWorkers(): void {
@@ -184,10 +233,14 @@ export class KernelPool {
   private stopWorkers(): void {
     if (this.workers.length === 0) return;
     const c = this.control;
-    this.publish(() => {
-      c[CTL_KERNEL] = KERNEL_EXIT;
-      Atomics.add(c, CTL_EPOCH, 1);
-    });
+    // The claim word of an exit job marks every part as taken.
+    this.publish(
+      () => {
+        c[CTL_KERNEL] = KERNEL_EXIT;
+        Atomics.add(c, CTL_EPOCH, 1);
+      },
+      () => CLAIM_TAGS * CLAIM_PARTS - 1,
+    );
     this.workers = [];
   }
 }

@@ -1,7 +1,15 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { Tensor, addSame } from "../../src/engine/index.js";
-import { getPool, setThreads } from "../../src/kernels/pool.js";
+import {
+  CLAIM_PARTS,
+  claimPart,
+  claimTag,
+  CTL_CLAIM,
+  CTL_SLOTS,
+  getPool,
+  setThreads,
+} from "../../src/kernels/pool.js";
 import { randomArray } from "../helpers/random.js";
 
 function addOnThreads(threads: number, a: Tensor, b: Tensor): Float32Array {
@@ -48,4 +56,23 @@ test("pool runs jobs with fewer threads than workers", () => {
 
 test("pool rejects an unknown kernel", () => {
   assert.throws(() => getPool().run("noSuchKernel", []), /noSuchKernel.*not exported/);
+});
+
+test("claimPart hands out each part once", () => {
+  const control = new Int32Array(CTL_SLOTS);
+  const generation = 10;
+  const tag = claimTag(generation);
+  control[CTL_CLAIM] = tag * CLAIM_PARTS;
+  const claimed = [claimPart(control, tag, 3), claimPart(control, tag, 3)];
+  claimed.push(claimPart(control, tag, 3));
+  assert.deepEqual(claimed, [0, 1, 2]);
+  assert.equal(claimPart(control, tag, 3), -1);
+});
+
+test("claimPart rejects an older job", () => {
+  const control = new Int32Array(CTL_SLOTS);
+  const current = claimTag(12);
+  control[CTL_CLAIM] = current * CLAIM_PARTS;
+  assert.equal(claimPart(control, claimTag(10), 2), -1);
+  assert.equal(claimPart(control, current, 2), 0);
 });
