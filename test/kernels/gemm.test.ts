@@ -229,11 +229,11 @@ test("gemm is bitwise equal on 1 and 2 threads", () => {
     { m: 67, n: 130, k: 300 },
     { m: 200, n: 40, k: 70, transA: true },
     { m: 90, n: 300, k: 40, transB: true, dtype: "bf16" },
-    { m: 3, n: 2000, k: 50, dtype: "f16" },
-    { m: 1, n: 2999, k: 90, transB: true, dtype: "bf16" },
-    { m: 3, n: 1999, k: 70, transB: true },
-    { m: 20, n: 60, k: 80, batch: 4 },
-    { m: 20, n: 60, k: 80, batch: 3, accumulate: true },
+    { m: 3, n: 4000, k: 50, dtype: "f16" },
+    { m: 1, n: 5999, k: 90, transB: true, dtype: "bf16" },
+    { m: 3, n: 2999, k: 70, transB: true },
+    { m: 20, n: 60, k: 80, batch: 6 },
+    { m: 20, n: 60, k: 80, batch: 6, accumulate: true },
   ];
   try {
     for (const c of cases) {

@@ -10,8 +10,11 @@ export const enum BinaryOp {
   RSub = 3,
 }
 
-/** Below this many elements a kernel runs on the calling thread alone: waking workers costs more. */
-export const PARALLEL_MIN_ELEMENTS = 1 << 15;
+/**
+ * Below this many elements a kernel runs on the calling thread alone, because waking a sleeping
+ * worker costs about as much as a pass over 2^16 f32 values (an estimate).
+ */
+export const PARALLEL_MIN_ELEMENTS = 1 << 16;
 
 /** Returns the thread count for `work` elements: 1 for small jobs, else the pool's count. */
 export function threadsFor(work: number): number | undefined {

@@ -52,8 +52,11 @@ export function matrixOperand(
   return { offset, row: cols, col: 1, batch };
 }
 
-/** Below this many multiply-adds a GEMM runs on the calling thread: waking workers costs more. */
-export const GEMM_SERIAL_MADDS = 64 * 64 * 64;
+/**
+ * Below this many multiply-adds a GEMM runs on the calling thread. 2^19 multiply-adds take some
+ * 25 µs on one core at 40 GFLOP/s, our estimate of what waking a sleeping worker costs.
+ */
+export const GEMM_SERIAL_MADDS = 1 << 19;
 
 /** Computes C (+)= A·B for every batch item. Results do not depend on the thread count. */
 export function gemm(call: GemmCall): void {
