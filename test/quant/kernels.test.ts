@@ -54,6 +54,7 @@ const SHAPES: [number, number, number][] = [
   // [M, N, K]: GEMV rows (M <= 4), packed tiles with ragged edges, K past one 256 block, N past
   // one 512 block, K not a multiple of 64.
   [1, 13, 37],
+  [1, 300, 200],
   [3, 70, 130],
   [4, 600, 65],
   [5, 17, 100],
@@ -85,6 +86,7 @@ for (const kind of ["int8", "nf4"] as QuantKind[]) {
 
   test(`${kind} kernels give the same bits on 1 and 2 threads`, () => {
     for (const [m, n, k] of [
+      [1, 600, 300],
       [2, 600, 300],
       [40, 130, 300],
     ]) {

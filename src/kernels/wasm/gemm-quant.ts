@@ -339,6 +339,12 @@ function gemvForward(
     memory.fill(dst + (<usize>k << 2), 0, <usize>(kp - k) << 2);
   }
   if (wKind == QUANT_NF4) fillPlanes(planes);
+  if (m == 1 && wKind == QUANT_NF4) permuteForNf4(xs, kp, decoded);
+  if (m == 1) {
+    if (wKind == QUANT_INT8) gemvInt8OneRow(xs, j0, j1, out, accumulate);
+    else gemvNf4OneRow(xs, planes, j0, j1, out, accumulate);
+    return;
+  }
   const blocksPerRow = kp / BLOCK;
   for (let j = j0; j < j1; j++) {
     memory.fill(sums, 0, <usize>m << 4);
@@ -369,6 +375,116 @@ function gemvForward(
       store<f32>(dst, accumulate ? load<f32>(dst) + value : value);
     }
   }
+}
+
+// One X row (decoding a token): each decoded vector feeds its multiply-add at once, without the
+// block buffer. int8 weights go to f32 by sign extension and conversion, 16 per load.
+function gemvInt8OneRow(xs: usize, j0: i32, j1: i32, out: usize, accumulate: i32): void {
+  const kp = <usize>wKp;
+  for (let j = j0; j < j1; j++) {
+    const codes = wCodes + <usize>j * kp;
+    let a0 = f32x4.splat(0);
+    let a1 = f32x4.splat(0);
+    let a2 = f32x4.splat(0);
+    let a3 = f32x4.splat(0);
+    for (let i: usize = 0; i < kp; i += 16) {
+      const v = v128.load(codes + i);
+      const lo = i16x8.extend_low_i8x16_s(v);
+      const hi = i16x8.extend_high_i8x16_s(v);
+      const x = xs + (i << 2);
+      a0 = madd(v128.load(x), f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_s(lo)), a0);
+      a1 = madd(v128.load(x, 16), f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_s(lo)), a1);
+      a2 = madd(v128.load(x, 32), f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_s(hi)), a2);
+      a3 = madd(v128.load(x, 48), f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_s(hi)), a3);
+    }
+    const value = sumLanes(f32x4.add(f32x4.add(a0, a1), f32x4.add(a2, a3))) *
+      load<f32>(wScales + (<usize>j << 2));
+    const dst = out + (<usize>j << 2);
+    store<f32>(dst, accumulate ? load<f32>(dst) + value : value);
+  }
+}
+
+// One X row with NF4 weights. The row `xs` is stored permuted to match the nibbles: in each group
+// of 32 elements, the 16 even ones come first, then the 16 odd ones (see permuteForNf4), so the
+// low and high nibbles of 16 bytes multiply 16 contiguous x values each without interleaving.
+function gemvNf4OneRow(
+  xs: usize,
+  planes: usize,
+  j0: i32,
+  j1: i32,
+  out: usize,
+  accumulate: i32,
+): void {
+  const kp = wKp;
+  const blocksPerRow = kp / BLOCK;
+  const p0 = v128.load(planes);
+  const p1 = v128.load(planes, 16);
+  const p2 = v128.load(planes, 32);
+  const p3 = v128.load(planes, 48);
+  const mask = i8x16.splat(15);
+  for (let j = j0; j < j1; j++) {
+    const codes = wCodes + ((<usize>j * <usize>kp) >> 1);
+    let acc = f32x4.splat(0);
+    for (let b = 0; b < blocksPerRow; b++) {
+      let block = f32x4.splat(0);
+      for (let h: usize = 0; h < 2; h++) {
+        const v = v128.load(codes + (<usize>b << 5) + (h << 4));
+        const x = xs + ((<usize>b << 8) + (h << 7));
+        block = lookupDot(v128.and(v, mask), p0, p1, p2, p3, x, block);
+        block = lookupDot(v128.and(i16x8.shr_u(v, 4), mask), p0, p1, p2, p3, x + 64, block);
+      }
+      acc = madd(block, f32x4.splat(absmaxOf(j * blocksPerRow + b)), acc);
+    }
+    const value = sumLanes(acc);
+    const dst = out + (<usize>j << 2);
+    store<f32>(dst, accumulate ? load<f32>(dst) + value : value);
+  }
+}
+
+// Adds the products of 16 code values (indices in `index`) with x[0:16] to `acc`.
+@inline
+function lookupDot(
+  index: v128,
+  p0: v128,
+  p1: v128,
+  p2: v128,
+  p3: v128,
+  x: usize,
+  acc: v128,
+): v128 {
+  const b0 = i8x16.swizzle(p0, index);
+  const b1 = i8x16.swizzle(p1, index);
+  const b2 = i8x16.swizzle(p2, index);
+  const b3 = i8x16.swizzle(p3, index);
+  const low = i8x16.shuffle(b0, b1, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+  const high = i8x16.shuffle(b2, b3, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+  const low2 = i8x16.shuffle(b0, b1, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+  const high2 = i8x16.shuffle(b2, b3, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+  let a = madd(v128.load(x), i16x8.shuffle(low, high, 0, 8, 1, 9, 2, 10, 3, 11), acc);
+  let c = f32x4.mul(v128.load(x, 16), i16x8.shuffle(low, high, 4, 12, 5, 13, 6, 14, 7, 15));
+  a = madd(v128.load(x, 32), i16x8.shuffle(low2, high2, 0, 8, 1, 9, 2, 10, 3, 11), a);
+  c = madd(v128.load(x, 48), i16x8.shuffle(low2, high2, 4, 12, 5, 13, 6, 14, 7, 15), c);
+  return f32x4.add(a, c);
+}
+
+// Reorders a row of kp values in place for gemvNf4OneRow: in each group of 32, even then odd.
+function permuteForNf4(row: usize, kp: i32, scratch: usize): void {
+  for (let g = 0; g < kp; g += 32) {
+    const group = row + (<usize>g << 2);
+    memory.copy(scratch, group, 128);
+    for (let i = 0; i < 16; i++) {
+      store<f32>(group + (<usize>i << 2), load<f32>(scratch + (<usize>(2 * i) << 2)));
+      store<f32>(group + (<usize>(16 + i) << 2), load<f32>(scratch + (<usize>(2 * i + 1) << 2)));
+    }
+  }
+}
+
+@inline
+function sumLanes(s: v128): f32 {
+  return (
+    (f32x4.extract_lane(s, 0) + f32x4.extract_lane(s, 1)) +
+    (f32x4.extract_lane(s, 2) + f32x4.extract_lane(s, 3))
+  );
 }
 
 // Returns the four lane sums of x[0:64] * d[0:64].
