@@ -168,7 +168,18 @@ test("attention backward matches reference", () => {
 });
 
 test("attention is bitwise equal on 1 and 2 threads", () => {
-  const c: Case = { B: 2, H: 4, Hkv: 2, T: 9, S: 12, D: 19, causal: true, alibi: true, mask: true };
+  // Large enough (B·H·T·S·D >= GEMM_SERIAL_MADDS) that the pool splits it.
+  const c: Case = {
+    B: 2,
+    H: 4,
+    Hkv: 2,
+    T: 41,
+    S: 50,
+    D: 67,
+    causal: true,
+    alibi: true,
+    mask: true,
+  };
   const p = prepare(c, 400);
   const dout = Tensor.from(randomArray(p.q.size, 401), p.q.shape);
   const results = [1, 2].map((threads) => {

@@ -90,7 +90,8 @@ test("rope inverse undoes forward", () => {
 });
 
 test("rope is bitwise equal on 1 and 2 threads", () => {
-  const c: Case = { B: 2, H: 5, T: 33, D: 20, rotaryDim: 14, perBatch: true };
+  // Large enough (B·H·T·D >= PARALLEL_MIN_ELEMENTS) that the pool splits it.
+  const c: Case = { B: 2, H: 5, T: 333, D: 20, rotaryDim: 14, perBatch: true };
   const x = Tensor.from(randomArray(c.B * c.H * c.T * c.D, 40), [c.B * c.H * c.T * c.D]);
   const { cos, sin } = tables(positionsOf(c, 41), invFreqOf(c.rotaryDim));
   const results = [1, 2].map((threads) => {

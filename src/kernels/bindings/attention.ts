@@ -1,6 +1,7 @@
 // Bindings to the attention kernels in wasm/attention.ts. Offsets are bytes into the shared
 // memory; 0 means "absent" for the optional keyMask and slopes. Callers check shapes and dtypes.
 import { getPool } from "../pool.js";
+import { GEMM_SERIAL_MADDS } from "./gemm.js";
 
 /** Sizes and options shared by the forward and backward kernels. */
 export interface AttentionDims {
@@ -25,6 +26,15 @@ export interface AttentionDims {
   slopes: number;
 }
 
+/**
+ * Returns 1 when the score and output products (B·H·T·S·D multiply-adds each) are small enough
+ * that waking a worker costs more than it saves, as in decoding one token; else undefined, the
+ * pool's thread count.
+ */
+function attentionThreads(d: AttentionDims): number | undefined {
+  return d.B * d.H * d.T * d.S * d.D < GEMM_SERIAL_MADDS ? 1 : undefined;
+}
+
 /** Bytes of scratch the forward kernel needs: two f32 score rows of length S per thread. */
 export function attentionScratchBytes(S: number): number {
   return getPool().threads * 2 * S * 4;
@@ -43,24 +53,28 @@ export function attentionForwardF32(
   scratch: number,
   d: AttentionDims,
 ): void {
-  getPool().run("attentionForwardF32", [
-    q,
-    k,
-    v,
-    out,
-    lse,
-    d.keyMask,
-    d.slopes,
-    scratch,
-    d.B,
-    d.H,
-    d.Hkv,
-    d.T,
-    d.S,
-    d.D,
-    d.scale,
-    d.causal ? 1 : 0,
-  ]);
+  getPool().run(
+    "attentionForwardF32",
+    [
+      q,
+      k,
+      v,
+      out,
+      lse,
+      d.keyMask,
+      d.slopes,
+      scratch,
+      d.B,
+      d.H,
+      d.Hkv,
+      d.T,
+      d.S,
+      d.D,
+      d.scale,
+      d.causal ? 1 : 0,
+    ],
+    attentionThreads(d),
+  );
 }
 
 /**
@@ -84,31 +98,16 @@ export function attentionBackwardF32(
 ): void {
   const sizes = [d.B, d.H, d.Hkv, d.T, d.S, d.D, d.scale, d.causal ? 1 : 0];
   const pool = getPool();
-  pool.run("attentionBackwardQueryF32", [
-    q,
-    k,
-    v,
-    out,
-    dout,
-    lse,
-    delta,
-    dq,
-    d.keyMask,
-    d.slopes,
-    ...sizes,
-  ]);
+  const threads = attentionThreads(d);
+  pool.run(
+    "attentionBackwardQueryF32",
+    [q, k, v, out, dout, lse, delta, dq, d.keyMask, d.slopes, ...sizes],
+    threads,
+  );
   if (!needKeyValue) return;
-  pool.run("attentionBackwardKeyValueF32", [
-    q,
-    k,
-    v,
-    dout,
-    lse,
-    delta,
-    dk,
-    dv,
-    d.keyMask,
-    d.slopes,
-    ...sizes,
-  ]);
+  pool.run(
+    "attentionBackwardKeyValueF32",
+    [q, k, v, dout, lse, delta, dk, dv, d.keyMask, d.slopes, ...sizes],
+    threads,
+  );
 }
