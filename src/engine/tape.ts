@@ -2,11 +2,11 @@
 // graph is the chain of nodes, and backward() walks it in reverse topological order. Frozen
 // tensors (requiresGrad false and no node) get no gradient buffers, but gradients still flow
 // through ops that read them, for example a frozen weight's matmul passes dX back.
-import { Tensor } from "./tensor.js";
+import { closeScratchScope, openScratchScope, releaseScratch, Tensor } from "./tensor.js";
 
 /**
- * Computes the gradients of one op's inputs from the gradient of its output. `needs[i]` says
- * whether input i needs a gradient; entries for inputs that do not are ignored and may be null.
+ * Computes the gradients of one op's inputs from the gradient of its output. `needs[i]` is true
+ * when input i needs a gradient. Entries for inputs that do not are ignored and may be null.
  */
 export type BackwardFn = (gradOut: Tensor, needs: readonly boolean[]) => (Tensor | null)[];
 
@@ -111,8 +111,13 @@ export function backward(root: Tensor, gradient?: Tensor): void {
     );
   }
   const grads = new Map<Tensor, Tensor>();
-  grads.set(root, gradient ?? Tensor.full(root.shape, 1));
+  const seed = gradient ?? Tensor.full(root.shape, 1);
+  grads.set(root, seed);
   const order = topologicalOrder(root);
+  const live = new LiveGradients();
+  // The caller owns `gradient` (a checkpointed segment passes its own gradOut): one reference
+  // that is never dropped keeps this backward from freeing it.
+  live.hold(seed);
 
   for (let k = order.length - 1; k >= 0; k--) {
     const t = order[k];
@@ -121,9 +126,12 @@ export function backward(root: Tensor, gradient?: Tensor): void {
     if (g === undefined) continue;
     if (t.requiresGrad) addToLeafGrad(t, g);
     const node = t.node;
-    if (node === null) continue;
+    if (node === null) {
+      live.drop(g);
+      continue;
+    }
     const needs = node.inputs.map((x) => x.needsGrad);
-    const inputGrads = node.backward(g, needs);
+    const inputGrads = runBackward(node, g, needs);
     node.inputs.forEach((x, i) => {
       if (!needs[i]) return;
       const gi = inputGrads[i];
@@ -137,16 +145,62 @@ export function backward(root: Tensor, gradient?: Tensor): void {
           `backward of ${node.op}: gradient ${gi.describe()} does not match input ${x.describe()}`,
         );
       }
+      live.hold(gi);
       if (x.node === null) {
         if (x.requiresGrad) addToLeafGrad(x, gi);
+        live.drop(gi);
         return;
       }
       const previous = grads.get(x);
       if (previous === undefined) grads.set(x, gi);
-      else accumulate(previous, gi);
+      else {
+        accumulate(previous, gi);
+        live.drop(gi);
+      }
     });
+    live.drop(g);
   }
   for (const t of order) t.node = null;
+}
+
+/**
+ * Runs one op's backward in a scratch scope: the gradients it returns for inputs that need one
+ * survive, and every other tensor it allocated is freed at once.
+ */
+function runBackward(node: Node, g: Tensor, needs: readonly boolean[]): (Tensor | null)[] {
+  const scope = openScratchScope();
+  const keep = new Set<Tensor>();
+  try {
+    const inputGrads = node.backward(g, needs);
+    inputGrads.forEach((gi, i) => {
+      if (needs[i] && gi !== null && gi !== undefined) keep.add(gi.base);
+    });
+    return inputGrads;
+  } finally {
+    closeScratchScope(scope, keep);
+  }
+}
+
+/** Counts the references backward holds to each scratch gradient and frees it at zero. */
+class LiveGradients {
+  private readonly counts = new Map<Tensor, number>();
+
+  hold(t: Tensor): void {
+    const base = t.base;
+    if (base.isScratch) this.counts.set(base, (this.counts.get(base) ?? 0) + 1);
+  }
+
+  drop(t: Tensor): void {
+    const base = t.base;
+    const n = this.counts.get(base);
+    if (n === undefined) return;
+    if (n > 1) {
+      this.counts.set(base, n - 1);
+      return;
+    }
+    this.counts.delete(base);
+    releaseScratch(base);
+  }
 }
 
 function addToLeafGrad(leaf: Tensor, g: Tensor): void {

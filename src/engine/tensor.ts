@@ -15,8 +15,60 @@ let arenaGeneration = 0;
 
 /** Frees every arena tensor. Call it once per training or generation step, after the update. */
 export function endStep(): void {
+  for (const t of stepScratch) t.releaseScratch();
+  stepScratch.length = 0;
   getArena().reset();
   arenaGeneration++;
+}
+
+/**
+ * Tensors allocated while a scratch scope is open come from the heap instead of the arena, so
+ * they can be freed before the step ends. backward() opens one around each op's backward: the
+ * gradients it returns live on, and every other tensor it allocated is freed when it returns.
+ * Without this, a step's peak memory would hold every temporary of the whole backward pass.
+ */
+export interface ScratchScope {
+  tensors: Tensor[];
+}
+
+const scratchScopes: ScratchScope[] = [];
+// Pinned scratch tensors released with no scope open; endStep() frees them.
+const stepScratch: Tensor[] = [];
+
+/** Opens a scratch scope; close it with closeScratchScope in a finally block. */
+export function openScratchScope(): ScratchScope {
+  const scope: ScratchScope = { tensors: [] };
+  scratchScopes.push(scope);
+  return scope;
+}
+
+/**
+ * Closes the innermost scope. Tensors whose base is in `keep` now belong to the caller; pinned
+ * ones move to the enclosing scope; the rest are freed.
+ */
+export function closeScratchScope(scope: ScratchScope, keep: ReadonlySet<Tensor>): void {
+  const top = scratchScopes.pop();
+  if (top !== scope) throw new Error("closeScratchScope: scopes must close in reverse order");
+  for (const t of scope.tensors) {
+    if (!keep.has(t)) releaseScratch(t);
+  }
+}
+
+/** Frees a scratch base tensor, or hands it to the enclosing scope if it is pinned. */
+export function releaseScratch(t: Tensor): void {
+  if (!t.isScratch) return;
+  if (t.pinned) {
+    t.pinned = false;
+    const parent = scratchScopes[scratchScopes.length - 1];
+    (parent?.tensors ?? stepScratch).push(t);
+    return;
+  }
+  t.releaseScratch();
+}
+
+/** Keeps the scratch memory behind `t` alive after the scope or the reference that owns it ends. */
+export function pinScratch(t: Tensor): void {
+  t.base.pinned = true;
 }
 
 export function shapeSize(shape: Shape): number {
@@ -61,6 +113,9 @@ export class Tensor {
   name: string | undefined;
   private readonly generation: number;
   private owner: Tensor | null;
+  private scratch = false;
+  /** Set by pinScratch: survive the release that would free this scratch tensor. */
+  pinned = false;
   private disposed = false;
 
   private constructor(
@@ -85,8 +140,15 @@ export class Tensor {
     checkShape(shape, "Tensor.empty");
     const bytes = shapeSize(shape) * DTYPE_BYTES[dtype];
     const persistent = options.persistent ?? false;
-    const offset = persistent ? getHeap().alloc(bytes) : getArena().alloc(bytes);
+    const scope = persistent ? undefined : scratchScopes[scratchScopes.length - 1];
+    let offset: number;
+    if (persistent || scope !== undefined) offset = getHeap().alloc(bytes);
+    else offset = getArena().alloc(bytes);
     const t = new Tensor([...shape], dtype, offset, persistent, null);
+    if (scope !== undefined) {
+      t.scratch = true;
+      scope.tensors.push(t);
+    }
     t.requiresGrad = options.requiresGrad ?? false;
     t.name = options.name;
     return t;
@@ -236,6 +298,23 @@ export class Tensor {
     if (this.size !== 1)
       throw new Error(`Tensor.item: expected one element, got ${this.describe()}`);
     return this.toFloat32Array()[0];
+  }
+
+  /** The tensor that owns the memory: itself, or the tensor this is a view of. */
+  get base(): Tensor {
+    return this.owner ?? this;
+  }
+
+  /** True for a base tensor allocated from the heap inside a scratch scope. */
+  get isScratch(): boolean {
+    return this.scratch && !this.disposed;
+  }
+
+  /** Frees the heap block of a scratch tensor; views of it become unusable. */
+  releaseScratch(): void {
+    if (!this.scratch || this.disposed) return;
+    getHeap().release(this.offset);
+    this.disposed = true;
   }
 
   /** Frees a persistent tensor's memory. Views of it become unusable too. */

@@ -4,7 +4,7 @@
 // hidden state per block, for the cost of one extra forward pass.
 import { backward, isGradEnabled, noGrad, record, withGrad } from "../engine/tape.js";
 import { getArena, type ArenaMark } from "../engine/memory.js";
-import { Tensor } from "../engine/tensor.js";
+import { pinScratch, Tensor } from "../engine/tensor.js";
 import { Rng } from "../engine/random.js";
 import { trainableParameters } from "../lora/adapters.js";
 import { findLoraState } from "../lora/state.js";
@@ -40,7 +40,13 @@ export function checkpoint(
     const backwardMark = getArena().mark();
     const afterRecompute = onRecompute?.();
     const captured: (Tensor | null)[] = inputs.map(() => null);
-    const detached = inputs.map((x, i) => detachCapturing(x, needs[i], (g) => (captured[i] = g)));
+    const detached = inputs.map((x, i) =>
+      detachCapturing(x, needs[i], (g) => {
+        // The inner backward frees g once the capture node returns; keep it for the copy below.
+        pinScratch(g);
+        captured[i] = g;
+      }),
+    );
     let recomputed: Tensor;
     try {
       recomputed = withGrad(() => fn(...detached));

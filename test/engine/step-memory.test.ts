@@ -14,6 +14,7 @@ import {
   Rng,
   rmsNorm,
   silu,
+  sum,
   swiglu,
   Tensor,
   transpose,
@@ -57,4 +58,30 @@ test("training loop keeps flat resident memory", () => {
   assert.equal(getArena().reservedBytes, arenaAfterWarmup, "arena grew after step 10");
   opt.dispose();
   for (const p of params) p.dispose();
+});
+
+test("backward frees op temporaries before the step ends", () => {
+  // A chain of ops whose backward allocates a temporary per op: with scratch scopes the heap
+  // holds only the live gradients, so its peak grows far less than the sum of temporaries.
+  const n = 1 << 16;
+  const w = Tensor.from(new Float32Array(n).fill(0.5), [n], "f32", {
+    persistent: true,
+    requiresGrad: true,
+  });
+  let h = Tensor.full([n], 1);
+  for (let i = 0; i < 40; i++) h = mul(h, w);
+  const loss = sum(h);
+  const heap = getHeap();
+  const before = heap.bytesInUse;
+  const arenaBefore = getArena().mark();
+  backward(loss);
+  const growth = heap.bytesInUse - before;
+  const arenaAfter = getArena().mark();
+  // Only the seed gradient of the loss (one 64-byte block) comes from the step arena.
+  assert.equal(arenaAfter.chunk, arenaBefore.chunk, "backward filled an arena chunk");
+  assert.ok(arenaAfter.used - arenaBefore.used <= 64, "backward allocated from the step arena");
+  // Only w.grad (n floats) may remain; 40 ops x 2 gradients x n floats were allocated.
+  assert.ok(growth <= 4 * n + 4096, `heap grew by ${growth} bytes after backward`);
+  endStep();
+  w.dispose();
 });
