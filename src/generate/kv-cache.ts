@@ -1,6 +1,7 @@
 // The key/value cache for incremental decoding. Each layer keeps persistent buffers
-// [B, Hkv, maxLength, D] that survive endStep(); a step appends its T new keys and values and
-// reads back the first S = length + T positions as an arena tensor for attention.
+// [B, Hkv, maxLength, D] that survive endStep(). A step appends its T new keys and values, and
+// attention reads the first S = length + T positions of the buffers in place (append) or from an
+// arena copy (update).
 //
 // Legend: B batch, Hkv key/value heads, T new tokens, S cached + new tokens, D head size.
 import { Tensor } from "../engine/index.js";
@@ -87,24 +88,28 @@ export class KVCache {
    * values of positions 0..S-1 as arena tensors [B, Hkv, S, D].
    */
   update(layer: number, keys: Tensor, values: Tensor): { keys: Tensor; values: Tensor } {
-    if (!Number.isInteger(layer) || layer < 0 || layer >= this.numLayers) {
-      throw new Error(`KVCache.update: layer ${layer} is outside 0..${this.numLayers - 1}`);
-    }
-    const expected = [this.batch, this.numKvHeads, this.pending, this.headDim];
-    for (const [name, t] of [
-      ["keys", keys],
-      ["values", values],
-    ] as const) {
-      if (t.dtype !== "f32" || t.shape.some((d, i) => d !== expected[i]) || t.ndim !== 4) {
-        throw new Error(
-          `KVCache.update: ${name} must be f32 ${formatShape(expected)}, got ${t.describe()}`,
-        );
-      }
-    }
-    return {
-      keys: this.appendAndRead(this.keys[layer], keys),
-      values: this.appendAndRead(this.values[layer], values),
-    };
+    this.checkFresh("KVCache.update", layer, keys, values);
+    this.store(this.keys[layer], keys);
+    this.store(this.values[layer], values);
+    return { keys: this.read(this.keys[layer]), values: this.read(this.values[layer]) };
+  }
+
+  /**
+   * Appends one layer's new keys and values [B, Hkv, T, D] and returns the layer's persistent
+   * buffers [B, Hkv, maxLength, D], of which the first `length` = S positions are valid. Pass
+   * them to attention() with keyLength S: it reads them in place, so a step copies only its T
+   * new positions. The buffers change at the next append, so use them before then.
+   */
+  append(
+    layer: number,
+    keys: Tensor,
+    values: Tensor,
+  ): { keys: Tensor; values: Tensor; length: number } {
+    this.checkFresh("KVCache.append", layer, keys, values);
+    this.store(this.keys[layer], keys);
+    this.store(this.values[layer], values);
+    const length = this.length + this.pending;
+    return { keys: this.keys[layer], values: this.values[layer], length };
   }
 
   /** Marks this step's positions as stored. */
@@ -122,18 +127,44 @@ export class KVCache {
     for (const t of [...this.keys, ...this.values]) t.dispose();
   }
 
-  private appendAndRead(buffer: Tensor, fresh: Tensor): Tensor {
+  private checkFresh(where: string, layer: number, keys: Tensor, values: Tensor): void {
+    if (!Number.isInteger(layer) || layer < 0 || layer >= this.numLayers) {
+      throw new Error(`${where}: layer ${layer} is outside 0..${this.numLayers - 1}`);
+    }
+    const expected = [this.batch, this.numKvHeads, this.pending, this.headDim];
+    for (const [name, t] of [
+      ["keys", keys],
+      ["values", values],
+    ] as const) {
+      if (t.dtype !== "f32" || t.shape.some((d, i) => d !== expected[i]) || t.ndim !== 4) {
+        throw new Error(
+          `${where}: ${name} must be f32 ${formatShape(expected)}, got ${t.describe()}`,
+        );
+      }
+    }
+  }
+
+  // Copies the T fresh positions of every (b, kv head) row after the `length` stored ones.
+  private store(buffer: Tensor, fresh: Tensor): void {
     const { batch, numKvHeads, maxLength, headDim, length, pending } = this;
-    const total = length + pending;
-    const out = Tensor.empty([batch, numKvHeads, total, headDim]);
-    const store = buffer.f32();
+    const stored = buffer.f32();
     const src = fresh.f32();
+    for (let row = 0; row < batch * numKvHeads; row++) {
+      const freshRow = src.subarray(row * pending * headDim, (row + 1) * pending * headDim);
+      stored.set(freshRow, (row * maxLength + length) * headDim);
+    }
+  }
+
+  // Returns a contiguous arena copy [B, Hkv, S, D] of the first S = length + T positions.
+  private read(buffer: Tensor): Tensor {
+    const { batch, numKvHeads, maxLength, headDim } = this;
+    const total = this.length + this.pending;
+    const out = Tensor.empty([batch, numKvHeads, total, headDim]);
+    const stored = buffer.f32();
     const dst = out.f32();
     for (let row = 0; row < batch * numKvHeads; row++) {
       const base = row * maxLength * headDim;
-      const freshRow = src.subarray(row * pending * headDim, (row + 1) * pending * headDim);
-      store.set(freshRow, base + length * headDim);
-      dst.set(store.subarray(base, base + total * headDim), row * total * headDim);
+      dst.set(stored.subarray(base, base + total * headDim), row * total * headDim);
     }
     return out;
   }

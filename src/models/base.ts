@@ -50,12 +50,17 @@ export function attend(
 ): Tensor {
   let keys = k;
   let values = v;
-  if (context.cache !== null) ({ keys, values } = context.cache.update(layer, k, v));
+  let keyLength: number | undefined;
+  // The cache buffers are read in place, with only their first keyLength positions valid.
+  if (context.cache !== null) {
+    ({ keys, values, length: keyLength } = context.cache.append(layer, k, v));
+  }
   return attention(q, keys, values, {
     causal: true,
     scale: options.scale,
     alibiSlopes: options.alibiSlopes,
     keyMask: context.keyMask,
+    keyLength,
   });
 }
 

@@ -151,3 +151,47 @@ test("attention rejects mismatched shapes", () => {
     /one slope per query head \(2\), got 3/,
   );
 });
+
+// k and v as KV cache buffers [B, Hkv, capacity, D] with NaN past the first S positions, and the
+// same first S positions as contiguous [B, Hkv, S, D] tensors.
+function cacheBuffers(B: number, Hkv: number, S: number, capacity: number, D: number) {
+  const make = (seed: number) => {
+    const valid = randomArray(B * Hkv * S * D, seed);
+    const buffer = new Float32Array(B * Hkv * capacity * D).fill(NaN);
+    for (let row = 0; row < B * Hkv; row++) {
+      buffer.set(valid.subarray(row * S * D, (row + 1) * S * D), row * capacity * D);
+    }
+    return {
+      buffer: Tensor.from(buffer, [B, Hkv, capacity, D]),
+      slice: Tensor.from(valid, [B, Hkv, S, D]),
+    };
+  };
+  return { k: make(31), v: make(32) };
+}
+
+test("attention keyLength reads a cache buffer in place", () => {
+  const [B, H, Hkv, T, S, capacity, D] = [2, 4, 2, 2, 5, 8, 3];
+  const { k, v } = cacheBuffers(B, Hkv, S, capacity, D);
+  const q = Tensor.from(randomArray(B * H * T * D, 33), [B, H, T, D]);
+  const keyMask = Tensor.from(keyMaskOf(B, S), [B, S]);
+  const options = { causal: true, keyMask, alibiSlopes: slopesOf(H) };
+  const want = attention(q, k.slice, v.slice, options).f32().slice();
+  const got = attention(q, k.buffer, v.buffer, { ...options, keyLength: S })
+    .f32()
+    .slice();
+  assert.deepEqual(got, want);
+});
+
+test("attention keyLength rejects backward and bad lengths", () => {
+  const { k, v } = cacheBuffers(1, 1, 2, 4, 3);
+  const q = Tensor.from(randomArray(6, 34), [1, 1, 2, 3], "f32", { requiresGrad: true });
+  const out = attention(q, k.buffer, v.buffer, { causal: true, keyLength: 2 });
+  assert.throws(
+    () => backward(out, Tensor.from(randomArray(6, 35), out.shape)),
+    /keyLength 2 is less than the 4 positions of k/,
+  );
+  assert.throws(
+    () => attention(q, k.buffer, v.buffer, { causal: true, keyLength: 5 }),
+    /keyLength must be a whole number from 0 to the 4 positions/,
+  );
+});

@@ -54,3 +54,33 @@ test("cache rejects overflow and wrong shapes", () => {
   );
   cache.dispose();
 });
+
+test("cache append returns the buffers in place", () => {
+  const cache = new KVCache({ numLayers: 1, batch: 2, numKvHeads: 1, headDim: 2, maxLength: 4 });
+  cache.begin(2, null);
+  cache.append(0, block([2, 1, 2, 2], 0), block([2, 1, 2, 2], 100));
+  cache.commit();
+  cache.begin(1, null);
+  const step = cache.append(0, block([2, 1, 1, 2], 50), block([2, 1, 1, 2], 150));
+  cache.commit();
+  assert.equal(step.length, 3);
+  assert.deepEqual(step.keys.shape, [2, 1, 4, 2]);
+  // Row b starts at b * maxLength positions; the 4th position of each row is not written yet.
+  const keys = Array.from(step.keys.f32());
+  assert.deepEqual(keys.slice(0, 6), [0, 1, 2, 3, 50, 51]);
+  assert.deepEqual(keys.slice(8, 14), [4, 5, 6, 7, 52, 53]);
+  const values = Array.from(step.values.f32());
+  assert.deepEqual(values.slice(4, 6), [150, 151]);
+  assert.deepEqual(values.slice(12, 14), [152, 153]);
+  cache.dispose();
+});
+
+test("cache append rejects wrong shapes", () => {
+  const cache = new KVCache({ numLayers: 1, batch: 1, numKvHeads: 2, headDim: 2, maxLength: 2 });
+  cache.begin(1, null);
+  assert.throws(
+    () => cache.append(0, block([1, 2, 1, 2], 0), block([1, 2, 2, 2], 0)),
+    /KVCache\.append: values must be f32 \[1, 2, 1, 2\], got \[1, 2, 2, 2\] f32/,
+  );
+  cache.dispose();
+});

@@ -24,6 +24,12 @@ export interface AttentionOptions {
   alibiSlopes?: Float32Array;
   /** [B, S] i32 or f32: 1 = real key, 0 = padding, hidden from every query. */
   keyMask?: Tensor;
+  /**
+   * Number S of key positions to read when k and v are KV cache buffers [B, Hkv, capacity, D]
+   * whose first S positions are valid. The default is all of k's positions. Reading a buffer in
+   * place saves copying the cached prefix at every decoding step. Backward requires S = capacity.
+   */
+  keyLength?: number;
 }
 
 /**
@@ -59,6 +65,12 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOption
 
   return record(out, "attention", [q, k, v], (gradOut, needs) => {
     for (const t of keep) t.assertAlive("attention backward");
+    if (dims.keyStride !== S) {
+      throw new Error(
+        `attention backward: keyLength ${S} is less than the ${dims.keyStride} positions of k; ` +
+          `gradients need k and v of exactly S positions, so slice the cache or run under noGrad`,
+      );
+    }
     const dq = Tensor.empty(q.shape);
     const dk = Tensor.empty([B, Hkv, S, dims.D]);
     const dv = Tensor.empty([B, Hkv, S, dims.D]);
@@ -90,7 +102,14 @@ function checkAttention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions)
   expectRank("attention", "v [B, Hkv, S, D]", v, 4);
 
   const [B, H, T, D] = q.shape;
-  const [Bk, Hkv, S, Dk] = k.shape;
+  const [Bk, Hkv, capacity, Dk] = k.shape;
+  const S = opts.keyLength ?? capacity;
+  if (!Number.isInteger(S) || S < 0 || S > capacity) {
+    throw new Error(
+      `attention: keyLength must be a whole number from 0 to the ${capacity} positions of ` +
+        `k ${formatShape(k.shape)}, got ${S}`,
+    );
+  }
   if (v.shape.some((d, i) => d !== k.shape[i])) {
     throw new Error(
       `attention: k ${formatShape(k.shape)} and v ${formatShape(v.shape)} must have the same shape`,
@@ -138,5 +157,6 @@ function checkAttention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions)
   if (!Number.isFinite(scale)) {
     throw new Error(`attention: scale must be a finite number, got ${scale}`);
   }
-  return { B, H, Hkv, T, S, D, scale, causal: opts.causal, keyMask: 0, slopes: 0 };
+  const keyStride = capacity;
+  return { B, H, Hkv, T, S, keyStride, D, scale, causal: opts.causal, keyMask: 0, slopes: 0 };
 }

@@ -15,6 +15,12 @@ export interface AttentionDims {
   T: number;
   /** Key positions. */
   S: number;
+  /**
+   * Positions between consecutive KV heads in k and v: S (the default) for [B, Hkv, S, D], or
+   * the capacity of a KV cache buffer [B, Hkv, capacity, D] whose first S positions are read.
+   * The forward kernel only: backward needs keyStride = S.
+   */
+  keyStride?: number;
   /** Head size. */
   D: number;
   /** Multiplies q·k before the ALiBi bias and the masks. */
@@ -69,6 +75,7 @@ export function attentionForwardF32(
       d.Hkv,
       d.T,
       d.S,
+      d.keyStride ?? d.S,
       d.D,
       d.scale,
       d.causal ? 1 : 0,
@@ -96,6 +103,12 @@ export function attentionBackwardF32(
   d: AttentionDims,
   needKeyValue: boolean,
 ): void {
+  if (d.keyStride !== undefined && d.keyStride !== d.S) {
+    throw new Error(
+      `attentionBackwardF32: keyStride must equal S = ${d.S} (got ${d.keyStride}); ` +
+        `backward reads k and v as [B, Hkv, S, D]`,
+    );
+  }
   const sizes = [d.B, d.H, d.Hkv, d.T, d.S, d.D, d.scale, d.causal ? 1 : 0];
   const pool = getPool();
   const threads = attentionThreads(d);

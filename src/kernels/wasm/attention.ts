@@ -44,7 +44,9 @@ import {
 } from "./simdmath";
 
 /**
- * Attention forward. q, k, v, out, lse: f32 offsets (shapes in the file header). keyMask: 0 or
+ * Attention forward. q, k, v, out, lse: f32 offsets (shapes in the file header, except that k
+ * and v may be [B, Hkv, keyStride, D] with only the first S positions read, such as a KV cache
+ * buffer of capacity keyStride). keyMask: 0 or
  * an offset of B * S i32 or f32 values (nonzero = real key). slopes: 0 or an offset of H f32
  * ALiBi slopes, adding slopes[h] * s to the score of key s. scratch: nt * 2 * S f32 values, two
  * score rows per thread. scale: multiplies q·k. causal: 1 hides keys after the query's
@@ -64,6 +66,7 @@ export function attentionForwardF32(
   kvHeads: i32,
   queries: i32,
   keys: i32,
+  keyStride: i32,
   headSize: i32,
   scale: f32,
   causal: i32,
@@ -81,7 +84,7 @@ export function attentionForwardF32(
     const h = bh % H;
     const b = bh / H;
     const r0 = bh * T + t0;
-    const kvBase = <usize>((b * Hkv + h / group) * S) * rowBytes;
+    const kvBase = <usize>((b * Hkv + h / group) * keyStride) * rowBytes;
     const slope = slopeOf(h);
     const q0 = q + <usize>r0 * rowBytes;
     const end0 = visibleEnd(t0);
