@@ -47,7 +47,7 @@ const NF4_TABLE: usize = memory.data<f32>([
 /** Returns the scratch bytes one thread needs for rows padded to kp weights. */
 export function quantScratchBytes(kp: i32): usize {
   const gemv = (<usize>(QUANT_GEMV_MAX_M * kp) << 2) + GEMV_FIXED_BYTES;
-  const packed = PACK_B_BYTES + PACK_A_BYTES + TILE_BYTES + ROW_BYTES;
+  const packed = PACK_B_BYTES + PACK_A_BYTES + TILE_BYTES + ROW_BYTES + 64;
   return max(gemv, packed) + 64;
 }
 
@@ -109,6 +109,10 @@ let wKp: i32 = 0;
 
 // Decodes W[row, c0 : c1] of the current weight into dst (contiguous f32).
 function decodeRow(row: i32, c0: i32, c1: i32, dst: usize): void {
+  if ((c0 & (BLOCK - 1)) == 0) {
+    decodeRowBlocks(row, c0, c1, dst);
+    return;
+  }
   const base = <usize>row * <usize>wKp;
   if (wKind == QUANT_INT8) {
     const scale = load<f32>(wScales + (<usize>row << 2));
@@ -128,6 +132,33 @@ function decodeRow(row: i32, c0: i32, c1: i32, dst: usize): void {
       const index = c & 1 ? byte >> 4 : byte & 15;
       const v = load<f32>(NF4_TABLE + (<usize>index << 2));
       store<f32>(dst + (<usize>(c - c0) << 2), v * a);
+    }
+  }
+}
+
+// Set by packedProduct: this thread's NF4 byte planes (see fillPlanes).
+let rowPlanes: usize = 0;
+
+// Decodes W[row, c0 : c1] with SIMD, whole 64-weight blocks at a time, for c0 a multiple of 64.
+// It writes up to c1 rounded up to 64 (the padding of the row decodes to zeros), and gives the
+// same values as the scalar loop of decodeRow.
+function decodeRowBlocks(row: i32, c0: i32, c1: i32, dst: usize): void {
+  const base = <usize>row * <usize>wKp;
+  const blocksPerRow = wKp / BLOCK;
+  const int8 = wKind == QUANT_INT8;
+  const rowScale = int8 ? load<f32>(wScales + (<usize>row << 2)) : <f32>0;
+  for (let c = c0; c < c1; c += BLOCK) {
+    const out = dst + (<usize>(c - c0) << 2);
+    let scale: v128;
+    if (int8) {
+      decodeInt8Block(wCodes + base + <usize>c, out);
+      scale = f32x4.splat(rowScale);
+    } else {
+      decodeNf4Block(wCodes + ((base + <usize>c) >> 1), rowPlanes, out);
+      scale = f32x4.splat(absmaxOf(row * blocksPerRow + c / BLOCK));
+    }
+    for (let i: usize = 0; i < 256; i += 16) {
+      v128.store(out + i, f32x4.mul(v128.load(out + i), scale));
     }
   }
 }
@@ -158,6 +189,8 @@ function packedProduct(
   const packedA = packedB + PACK_B_BYTES;
   const tile = packedA + PACK_A_BYTES;
   const row = tile + TILE_BYTES;
+  rowPlanes = row + ROW_BYTES;
+  if (wKind == QUANT_NF4) fillPlanes(rowPlanes);
   const outRowBytes = <usize>cols << 2;
   for (let jc = j0; jc < j1; jc += NC) {
     const nc = min(NC, j1 - jc);
