@@ -6,7 +6,13 @@ import { setThreads } from "../kernels/pool.js";
 import { parseQuantizeOption } from "../engine/quant.js";
 import { QUANTIZE_OPTION } from "./quantize-option.js";
 import { loadModel, type LoadDType } from "../models/index.js";
-import { formatHelp, parseOptions, type OptionSpec } from "./train-options.js";
+import {
+  formatHelp,
+  parseOptions,
+  UsageError,
+  type OptionSpec,
+  type OptionValues,
+} from "./train-options.js";
 
 const USAGE = "tslora generate --model <dir|id> --prompt <text> [options]";
 const SUMMARY =
@@ -101,6 +107,40 @@ export const GENERATE_OPTIONS: OptionSpec[] = [
   },
 ];
 
+/** The largest --threads value, the same limit that TSLORA_THREADS has. */
+const MAX_THREADS = 256;
+
+/**
+ * Rejects option values that the parser's minimums let through, before the model is loaded, so
+ * that a typo costs no loading time and prints nothing to stdout.
+ */
+function checkGenerateValues(values: OptionValues): void {
+  const topP = Number(values["top-p"]);
+  if (!(topP > 0 && topP <= 1)) {
+    throw new UsageError(
+      `tslora generate: --top-p must be above 0 and at most 1 (1 turns it off), got ${topP}`,
+    );
+  }
+  const penalty = Number(values["repetition-penalty"]);
+  if (!(penalty > 0)) {
+    throw new UsageError(
+      `tslora generate: --repetition-penalty must be above 0 (1 turns it off), got ${penalty}`,
+    );
+  }
+  if (values.stop === "") {
+    throw new UsageError(
+      "tslora generate: --stop must not be empty, because every text contains the empty " +
+        "string; leave out --stop to stop only at EOS or --max-new-tokens",
+    );
+  }
+  if (values.threads !== undefined && Number(values.threads) > MAX_THREADS) {
+    throw new UsageError(
+      `tslora generate: --threads must be at most ${MAX_THREADS}, got ${values.threads}; ` +
+        "more threads than CPU cores slow the kernels down",
+    );
+  }
+}
+
 /** Runs `tslora generate` with the arguments after the verb; resolves to the exit status. */
 export async function runGenerate(argv: readonly string[]): Promise<number> {
   const values = parseOptions("generate", argv, GENERATE_OPTIONS);
@@ -108,6 +148,7 @@ export async function runGenerate(argv: readonly string[]): Promise<number> {
     console.log(formatHelp(USAGE, SUMMARY, GENERATE_OPTIONS));
     return 0;
   }
+  checkGenerateValues(values);
   if (values.threads !== undefined) setThreads(Number(values.threads));
   const { model, tokenizer } = await loadModel(String(values.model), {
     dtype: String(values.dtype) as LoadDType,
