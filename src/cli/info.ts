@@ -77,6 +77,7 @@ export function describeModel(
   const checkpoint = openCheckpoint(dir);
   try {
     const stored = storedTensors(checkpoint, dims);
+    checkStoredSizes(stored, dims, dir);
     const storedDtypes: Record<string, number> = {};
     for (const t of stored) storedDtypes[t.dtype] = (storedDtypes[t.dtype] ?? 0) + 1;
     const loadDtype = dtype === "auto" ? storedMatrixDtype(storedDtypes) : dtype;
@@ -143,6 +144,43 @@ function storedTensors(
         shape: [...info.shape],
       };
     });
+}
+
+/**
+ * Throws when the stored token embedding or the number of stored blocks disagrees with
+ * config.json, the mistakes that loading would reject. Without this check info would print the
+ * config's sizes beside the tensors' parameter count. The other weights are not checked, because
+ * their names and layouts differ between families.
+ */
+function checkStoredSizes(
+  stored: readonly { name: string; shape: number[] }[],
+  dims: ModelDims,
+  dir: string,
+): void {
+  const advice = "Check that config.json belongs to these weights.";
+  const embedding = stored.find((t) => /(embed_tokens|wte|word_embeddings)\.weight$/.test(t.name));
+  const expected = [dims.vocabSize, dims.hiddenSize];
+  if (
+    embedding !== undefined &&
+    (embedding.shape.length !== 2 || embedding.shape.some((d, i) => d !== expected[i]))
+  ) {
+    throw new Error(
+      `info: the checkpoint in ${dir} does not match its config.json: ${embedding.name} has ` +
+        `shape [${embedding.shape.join(", ")}], but config.json gives vocabulary ` +
+        `${dims.vocabSize} and hidden size ${dims.hiddenSize}, so [${expected.join(", ")}]. ${advice}`,
+    );
+  }
+  const blocks = new Set<string>();
+  for (const t of stored) {
+    const match = /(?:^|\.)(?:layers|h)\.(\d+)\./.exec(t.name);
+    if (match !== null) blocks.add(match[1]);
+  }
+  if (blocks.size > 0 && blocks.size !== dims.numLayers) {
+    throw new Error(
+      `info: the checkpoint in ${dir} does not match its config.json: it stores ` +
+        `${blocks.size} transformer blocks, but config.json gives ${dims.numLayers} layers. ${advice}`,
+    );
+  }
 }
 
 /**
