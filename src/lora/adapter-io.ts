@@ -3,9 +3,10 @@
 // {"format": "pt"}, tensors in the safetensors library's order). Loading is strict: every
 // problem of a file against the model is reported in one error, where PEFT only warns and runs
 // the base model.
-import { existsSync, mkdirSync, readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { writeFileAtomic } from "../io/atomic.js";
+import { makeFolder } from "../io/folders.js";
 import { decodeToFloat32 } from "../io/dtypes.js";
 import { readSafetensors, writeSafetensors, type TensorToWrite } from "../io/safetensors.js";
 import type { Rng } from "../engine/random.js";
@@ -66,7 +67,7 @@ export function saveAdapter(model: Module, dir: string, options: SaveAdapterOpti
     // A copy: the tensor's bytes are a view into the wasm memory, which may grow meanwhile.
     data: t.bytes().slice(),
   }));
-  mkdirSync(dir, { recursive: true });
+  makeFolder(dir);
   writeSafetensors(join(dir, ADAPTER_WEIGHTS_FILE), safetensorsOrder(tensors), { format: "pt" });
   writeFileAtomic(join(dir, ADAPTER_CONFIG_FILE), adapterConfigJson(config));
 }
@@ -131,7 +132,7 @@ function expectedAdapter(
   const rankSource =
     Object.keys(config.rank_pattern).length > 0
       ? "adapter_config.json (r and rank_pattern)"
-      : `adapter_config.json (r = ${config.r})`;
+      : "adapter_config.json";
   const resolved = withConfigChanges(config, { target_modules: report.resolved });
   return {
     expected: { lora, params, optionalParams, rankSource },
@@ -140,6 +141,27 @@ function expectedAdapter(
     problems,
     moduleList: linearModuleList(modules),
   };
+}
+
+/**
+ * Returns a line for the error of loadAdapter when every lora_A tensor has the same rank and
+ * adapter_config.json sets another r (with no rank_pattern), or "" otherwise.
+ */
+function rankHint(
+  config: LoraConfig,
+  tensors: readonly { name: string; shape: number[] }[],
+): string {
+  if (Object.keys(config.rank_pattern).length > 0) return "";
+  const ranks = new Set(
+    tensors.filter((t) => /\.lora_A(\.[^.]+)?\.weight$/.test(t.name)).map((t) => t.shape[0]),
+  );
+  if (ranks.size !== 1) return "";
+  const [stored] = ranks;
+  if (stored === config.r) return "";
+  return (
+    `\nEvery lora_A tensor has rank ${stored}, but adapter_config.json sets "r": ${config.r}; ` +
+    `set "r": ${stored} there if the tensors are the intended adapter.`
+  );
 }
 
 /**
@@ -170,11 +192,13 @@ export function loadAdapter(
   if (problems.length + match.problems.length > 0) {
     const all = [...problems, ...match.problems];
     let hint = problems.length > 0 ? `\n${moduleList}` : "";
+    hint += rankHint(config, [...tensors.values()]);
     if (config.base_model_name_or_path !== null) {
       hint += `\nadapter_config.json names the base model "${config.base_model_name_or_path}".`;
     }
+    const count = all.length === 1 ? "1 problem" : `${all.length} problems`;
     throw new Error(
-      `loadAdapter: ${dir} does not fit the model (${all.length} problems):\n` +
+      `loadAdapter: ${dir} does not fit the model (${count}):\n` +
         `  - ${all.join("\n  - ")}${hint}`,
     );
   }

@@ -4,6 +4,7 @@
 // names, header order, metadata and the tied-embedding convention stay those of the source, so
 // transformers and tslora load the result like the base model.
 import {
+  chmodSync,
   copyFileSync,
   existsSync,
   mkdirSync,
@@ -16,6 +17,7 @@ import {
 import { randomBytes } from "node:crypto";
 import { basename, dirname, join, resolve } from "node:path";
 import { INDEX_FILE, SINGLE_FILE } from "../io/checkpoint.js";
+import { makeFolder } from "../io/folders.js";
 import { decodeToFloat32, encodeFromFloat32, isFloatDType } from "../io/dtypes.js";
 import { readSafetensors, writeSafetensors, type RawTensor } from "../io/safetensors.js";
 import { quantizeRoundTrip, type QuantKind, type QuantizeOption } from "../engine/index.js";
@@ -161,32 +163,30 @@ function encodeLike(raw: RawTensor, values: Float32Array): Uint8Array {
 export function mergeCheckpoint(options: MergeCheckpointOptions): MergeSummary {
   const outDir = resolve(options.outDir);
   checkOutputFolder(outDir, options.force ?? false);
-  // NOTE: the model is loaded whole (for its module tree and the strict adapter check) and each
-  // shard is read whole, so peak memory is about the model size plus the largest shard.
-  const model: CausalLM = loadModelFromDir(options.modelDir, "auto");
-  const record = loadAdapter(model, options.adapterDir, { adapterName: "merge" });
-  const state = loraState(model, "merge");
-  const paths = new Set(model.namedParameters().map(([p]) => p));
-  const quantize = options.quantize ?? "none";
-  const quantized =
-    quantize === "none"
-      ? undefined
-      : {
-          kind: quantize,
-          linears: new Map(quantizableLinears(model).map(([p, l]) => [`${p}.weight`, l])),
-        };
-  if (quantized !== undefined) {
-    console.warn(
-      `merge: the base is ${quantize}-quantized: ${quantized.linears.size} block weights are ` +
-        `quantized, decoded to f32, merged and stored in the checkpoint's dtype, so the output ` +
-        `keeps the quantization error that the adapter was trained with`,
-    );
-  }
-
-  mkdirSync(dirname(outDir), { recursive: true });
-  const tmp = join(dirname(outDir), `.${basename(outDir)}.${randomBytes(6).toString("hex")}.tmp`);
-  mkdirSync(tmp);
+  // The temporary folder is made before the model loads, so an unwritable --out fails at once.
+  const tmp = makeTemporaryFolder(outDir);
   try {
+    // NOTE: the model is loaded whole (for its module tree and the strict adapter check) and
+    // each shard is read whole, so peak memory is about the model size plus the largest shard.
+    const model: CausalLM = loadModelFromDir(options.modelDir, "auto");
+    const record = loadAdapter(model, options.adapterDir, { adapterName: "merge" });
+    const state = loraState(model, "merge");
+    const paths = new Set(model.namedParameters().map(([p]) => p));
+    const quantize = options.quantize ?? "none";
+    const quantized =
+      quantize === "none"
+        ? undefined
+        : {
+            kind: quantize,
+            linears: new Map(quantizableLinears(model).map(([p, l]) => [`${p}.weight`, l])),
+          };
+    if (quantized !== undefined) {
+      console.warn(
+        `merge: the base is ${quantize}-quantized: ${quantized.linears.size} block weights are ` +
+          `quantized, decoded to f32, merged and stored in the checkpoint's dtype, so the ` +
+          `output keeps the quantization error that the adapter was trained with`,
+      );
+    }
     const counts = { merged: 0, replaced: 0 };
     const files = weightFiles(options.modelDir);
     for (const file of files) {
@@ -203,15 +203,46 @@ export function mergeCheckpoint(options: MergeCheckpointOptions): MergeSummary {
           `names do not match the model's parameter paths`,
       );
     }
-    for (const name of [...COPIED_FILES, INDEX_FILE]) {
-      const source = join(options.modelDir, name);
-      if (existsSync(source)) copyFileSync(source, join(tmp, name));
-    }
+    copyModelFiles(options.modelDir, tmp);
     replaceFolder(tmp, outDir);
     return { outDir, mergedWeights: counts.merged, replacedTensors: counts.replaced, files };
   } catch (err) {
     rmSync(tmp, { recursive: true, force: true });
     throw err;
+  }
+}
+
+/** Creates an empty temporary folder beside `outDir` and returns its path. */
+function makeTemporaryFolder(outDir: string): string {
+  const parent = dirname(outDir);
+  makeFolder(parent);
+  const tmp = join(parent, `.${basename(outDir)}.${randomBytes(6).toString("hex")}.tmp`);
+  try {
+    mkdirSync(tmp);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? String(err);
+    throw new Error(`merge: cannot write into ${parent} (${code}); choose another --out`);
+  }
+  return tmp;
+}
+
+/**
+ * Copies the files of COPIED_FILES and the shard index that `modelDir` has into `outDir`. The
+ * copies get the owner's write permission, which files of a read-only model folder lack.
+ */
+function copyModelFiles(modelDir: string, outDir: string): void {
+  for (const name of [...COPIED_FILES, INDEX_FILE]) {
+    const source = join(modelDir, name);
+    if (!existsSync(source)) continue;
+    const target = join(outDir, name);
+    copyFileSync(source, target);
+    chmodSync(target, statSync(target).mode | 0o200);
+  }
+  if (!existsSync(join(modelDir, "tokenizer.json"))) {
+    console.warn(
+      `merge: ${modelDir} has no tokenizer.json, so the merged folder has none either; ` +
+        `add the model's tokenizer.json to it before tslora generate or eval can use it`,
+    );
   }
 }
 

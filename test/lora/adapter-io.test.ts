@@ -127,7 +127,7 @@ test("missing key is one listing error", () => {
       ),
   });
   const message = loadError(dir);
-  assert.match(message, /\(1 problems\)/);
+  assert.match(message, /\(1 problem\)/);
   assert.match(message, new RegExp(`missing key "${Q0}.lora_B.weight"`));
 });
 
