@@ -61,7 +61,12 @@ export async function main(argv: readonly string[]): Promise<number> {
       console.error(err.message);
       return 2;
     }
-    console.error(`tslora ${name}: ${err instanceof Error ? err.message : String(err)}`);
+    const message = err instanceof Error ? err.message : String(err);
+    // Errors from the merge and generate code start with the verb already; one prefix is enough.
+    const own = `${name}: `;
+    console.error(
+      `tslora ${name}: ${message.startsWith(own) ? message.slice(own.length) : message}`,
+    );
     return 1;
   }
 }

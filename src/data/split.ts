@@ -21,7 +21,8 @@ export function splitByGroup<T extends { group: string }>(
   const { validationFraction, seed } = options;
   if (!(validationFraction > 0 && validationFraction < 1)) {
     throw new Error(
-      `splitByGroup: validationFraction must be between 0 and 1 (exclusive), got ${validationFraction}`,
+      `splitByGroup: validationFraction must be between 0 and 1 (exclusive), got ` +
+        `${validationFraction}; on the command line it is --val-fraction`,
     );
   }
 
@@ -30,7 +31,8 @@ export function splitByGroup<T extends { group: string }>(
   if (sizes.size < 2) {
     throw new Error(
       `splitByGroup: ${items.length} samples in ${sizes.size} group(s); a split that keeps groups ` +
-        `apart needs at least 2 (give a separate validation file instead)`,
+        `apart needs at least 2. Give a separate validation file instead (--val-data on the ` +
+        `command line, or valid.jsonl beside train.jsonl in a data folder)`,
     );
   }
 

@@ -93,7 +93,7 @@ export function parseTemplate(source: string, options: TemplateOptions = {}): Pr
     throw new Error(
       `parseTemplate: template ${JSON.stringify(source)} has no {${answerField}} slot; ` +
         `the answer slot marks where the learned completion starts, so add {${answerField}} ` +
-        `(or set answerField to the slot that holds the answer)`,
+        `(library callers may instead set answerField to the slot that holds the answer)`,
     );
   }
   if (answerSlots.length > 1) {

@@ -351,7 +351,7 @@ export function tokenizeSamples(
       `tokenizeSamples: all ${samples.length} samples are longer than maxLength ` +
         `${options.maxLength} even after shortening the context or prompt (first: ` +
         `${droppedOrigins[0]}); the shortest needs ${minNeeded} tokens, so raise maxLength ` +
-        `to at least ${minNeeded}`,
+        `to at least ${minNeeded} (--max-length on the command line)`,
     );
   }
 

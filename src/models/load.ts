@@ -1,4 +1,5 @@
 // Loading a model and its tokenizer from a local Hugging Face folder or a Hub id.
+import { readModelConfig } from "../io/config.js";
 import { resolveModelDir, type HubOptions } from "../io/hub.js";
 import { loadTokenizer, type TextTokenizer } from "../io/tokenizer.js";
 import type { QuantizeOption } from "../engine/index.js";
@@ -29,6 +30,9 @@ export async function loadModel(
   options: LoadModelOptions = {},
 ): Promise<LoadedModel> {
   const dir = await resolveModelDir(idOrPath, options.hub);
+  // config.json is checked first. The tokenizer reads it too, but only for fallback token ids,
+  // so its errors would not say that the model's config is broken.
+  readModelConfig(dir);
   const tokenizer = await loadTokenizer(dir);
   const model = loadModelFromDir(dir, options.dtype ?? "auto", {
     quantize: options.quantize,
