@@ -24,6 +24,15 @@ export {
   type ModelDims,
 } from "./models/index.js";
 
+// Quantized frozen bases (int8, NF4): loadModel(id, { quantize }) or quantizeModel(model, kind).
+export {
+  dequantizeLinear,
+  quantizationOf,
+  quantizeModel,
+  type QuantizeSummary,
+} from "./models/index.js";
+export { QuantizedTensor, type QuantKind, type QuantizeOption } from "./engine/index.js";
+
 // Generation.
 export {
   generate,
