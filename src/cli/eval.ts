@@ -28,6 +28,14 @@ export async function runEval(argv: readonly string[]): Promise<number> {
   if (Number(values["compare-base"]) > 0 && values.adapter === undefined) {
     throw new UsageError("--compare-base needs --adapter: it compares the base model with it");
   }
+  const maxNewTokensOption = Number(values["max-new-tokens"]);
+  const maxLengthOption = Number(values["max-length"]);
+  if (maxNewTokensOption >= maxLengthOption) {
+    throw new UsageError(
+      `--max-new-tokens ${maxNewTokensOption} leaves no room for the prompt within ` +
+        `--max-length ${maxLengthOption}; lower --max-new-tokens or raise --max-length`,
+    );
+  }
   if (values.threads !== undefined) setThreads(Number(values.threads));
   const templateArg = values.template === undefined ? undefined : String(values.template);
   const template = resolveTemplate(templateArg);
@@ -96,7 +104,7 @@ export async function runEval(argv: readonly string[]): Promise<number> {
   }
   const { report, predictions } = evaluateSquad(model, tokenizer, prompts, { maxNewTokens });
   print(
-    `SQuAD: exact match ${report.exactMatch.toFixed(2)} | F1 ${report.f1.toFixed(2)} | ` +
+    `SQuAD: exact match ${report.exactMatch.toFixed(2)}% | F1 ${report.f1.toFixed(2)}% | ` +
       `${report.total} questions`,
   );
   const shown = Math.min(Number(values.samples), predictions.length);

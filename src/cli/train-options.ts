@@ -19,6 +19,10 @@ export interface OptionSpec {
   required?: boolean;
   /** Smallest accepted value for numbers. */
   min?: number;
+  /** Largest accepted value for numbers. */
+  max?: number;
+  /** Whether min and max themselves are rejected (an open interval). */
+  exclusive?: boolean;
 }
 
 export type OptionValues = Record<string, string | number | boolean | undefined>;
@@ -49,6 +53,9 @@ const DATA_OPTIONS: OptionSpec[] = [
     type: "number",
     value: "<fraction>",
     default: 0.1,
+    min: 0,
+    max: 1,
+    exclusive: true,
     help: "Share of --data held out for validation when --val-data is absent. Whole SQuAD articles (or JSONL groups) stay on one side, so at least one article is held out.",
   },
   {
@@ -85,6 +92,7 @@ const DATA_OPTIONS: OptionSpec[] = [
     type: "integer",
     value: "<n>",
     min: 1,
+    max: 256,
     defaultText: "the number of CPU cores, or TSLORA_THREADS",
     help: "Worker threads for the kernels.",
   },
@@ -217,7 +225,7 @@ export const TRAIN_OPTIONS: OptionSpec[] = [
     value: "<steps>",
     default: 50,
     min: 0,
-    help: "Validation loss every this many optimizer steps and at the end; 0 only at the end.",
+    help: "Validation loss before training, every this many optimizer steps, and at the end; 0: before and at the end only.",
   },
   {
     name: "save-every",
@@ -356,7 +364,12 @@ export function parseOptions(
   }
   let parsed: ReturnType<typeof parseArgs>;
   try {
-    parsed = parseArgs({ args: [...argv], options: config, strict: true, allowPositionals: false });
+    parsed = parseArgs({
+      args: joinNegativeValues(argv, specs),
+      options: config,
+      strict: true,
+      allowPositionals: false,
+    });
   } catch (err) {
     throw new UsageError(`tslora ${verb}: ${(err as Error).message}. Run tslora ${verb} --help.`);
   }
@@ -386,6 +399,28 @@ export function parseOptions(
   return values;
 }
 
+/**
+ * Rewrites "--steps -1" as "--steps=-1": parseArgs reads a value that starts with "-" as an
+ * option, so a negative number would be reported as an ambiguous argument, not as out of range.
+ */
+function joinNegativeValues(argv: readonly string[], specs: readonly OptionSpec[]): string[] {
+  const numeric = new Set(
+    specs.filter((s) => s.type !== "string" && s.type !== "boolean").map((s) => `--${s.name}`),
+  );
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const next = argv[i + 1];
+    if (numeric.has(argv[i]) && next !== undefined && /^-[\d.]/.test(next)) {
+      out.push(`${argv[i]}=${next}`);
+      i++;
+    } else out.push(argv[i]);
+  }
+  return out;
+}
+
+// Decimal numbers only: Number() would also accept "0x10", "0b1" and "Infinity".
+const DECIMAL = /^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/;
+
 function convert(verb: string, spec: OptionSpec, text: string): string | number {
   const where = `tslora ${verb}: --${spec.name}`;
   if (spec.type === "string") {
@@ -395,14 +430,26 @@ function convert(verb: string, spec: OptionSpec, text: string): string | number 
     return text;
   }
   const value = Number(text);
-  if (text.trim() === "" || !Number.isFinite(value)) {
+  if (!Number.isFinite(value)) {
     throw new UsageError(`${where} must be a number, got "${text}"`);
+  }
+  if (!DECIMAL.test(text.trim())) {
+    const kind = spec.type === "integer" ? "a whole number" : "a decimal number";
+    throw new UsageError(`${where} must be ${kind}, got "${text}"`);
   }
   if (spec.type === "integer" && !Number.isInteger(value)) {
     throw new UsageError(`${where} must be a whole number, got "${text}"`);
   }
+  if (spec.exclusive && spec.min !== undefined && spec.max !== undefined) {
+    if (!(value > spec.min && value < spec.max)) {
+      throw new UsageError(`${where} must be above ${spec.min} and below ${spec.max}, got ${text}`);
+    }
+  }
   if (spec.min !== undefined && value < spec.min) {
     throw new UsageError(`${where} must be >= ${spec.min}, got ${text}`);
+  }
+  if (spec.max !== undefined && value > spec.max) {
+    throw new UsageError(`${where} must be at most ${spec.max}, got ${text}`);
   }
   return value;
 }

@@ -1,6 +1,7 @@
 // `tslora train`: LoRA fine-tuning from the command line. Every input is read and checked before
 // the output folder is touched, so a bad option or dataset leaves no half-written output.
-import { existsSync, mkdirSync, readdirSync, statSync } from "node:fs";
+import { existsSync, readdirSync, rmSync, statSync } from "node:fs";
+import { makeFolder } from "../io/folders.js";
 import { join, resolve } from "node:path";
 import { Rng } from "../engine/random.js";
 import { writeFileAtomic } from "../io/atomic.js";
@@ -27,6 +28,7 @@ const USAGE = "tslora train --model <dir|id> --data <path|id> --out <dir> [optio
 const SUMMARY = "Fine-tunes a LoRA adapter on a causal language model and saves it in PEFT format.";
 
 export const TRAIN_CONFIG_FILE = "train_config.json";
+const METRICS_FILE = "metrics.jsonl";
 
 /** Checks --out before anything is written: it must be a folder, and a new run needs it empty. */
 export function checkOutputFolder(out: string, resume: boolean): void {
@@ -40,7 +42,10 @@ export function checkOutputFolder(out: string, resume: boolean): void {
         `run without --resume to start a new run`,
     );
   }
-  if (!resume && existsSync(out) && readdirSync(out).length > 0) {
+  // A run stopped before its first checkpoint leaves only these files; a new run replaces them.
+  const leftovers = new Set([TRAIN_CONFIG_FILE, METRICS_FILE]);
+  const entries = existsSync(out) ? readdirSync(out) : [];
+  if (!resume && entries.some((name) => !leftovers.has(name))) {
     throw new UsageError(
       `--out ${out} is not empty; pass --resume to continue the run in it, or choose a new folder`,
     );
@@ -173,7 +178,8 @@ export async function runTrain(argv: readonly string[]): Promise<number> {
   );
   log(trainableParametersReport(model));
 
-  mkdirSync(out, { recursive: true });
+  makeFolder(out);
+  rmSync(join(out, METRICS_FILE), { force: true });
   writeFileAtomic(join(out, TRAIN_CONFIG_FILE), JSON.stringify(settings, null, 2) + "\n");
 
   const controller = new AbortController();

@@ -39,7 +39,7 @@ function percent(value: number): string {
 /** Formats a comparison as text: the totals, then one block per shown question. */
 export function formatComparison(c: Comparison): string {
   const lines = [
-    `                  exact match      F1   (${c.base.report.total} questions)`,
+    `                  exact match %    F1 %   (${c.base.report.total} questions)`,
     `  base model         ${percent(c.base.report.exactMatch)}  ${percent(c.base.report.f1)}`,
     `  with adapter       ${percent(c.adapted.report.exactMatch)}  ${percent(c.adapted.report.f1)}`,
     "",
@@ -48,8 +48,10 @@ export function formatComparison(c: Comparison): string {
     const prompt = c.prompts[i];
     const base = c.base.predictions[i].prediction;
     const adapted = c.adapted.predictions[i].prediction;
+    // Per question in percent too, so the lines read on the same scale as the totals.
     const score = (text: string) =>
-      `EM ${exactMatch(text, prompt.answers)} F1 ${f1Score(text, prompt.answers).toFixed(2)}`;
+      `EM ${percent(exactMatch(text, prompt.answers) * 100).trim()}% ` +
+      `F1 ${percent(f1Score(text, prompt.answers) * 100).trim()}%`;
     lines.push(
       `Q${i + 1}: ${prompt.question}`,
       `  gold:    ${JSON.stringify(prompt.answers[0] ?? "")}`,

@@ -10,6 +10,7 @@
 // A checkpoint is written into a hidden temporary folder and renamed into place when every file
 // is flushed. Only after that rename is `latest` rewritten (atomically). An interruption at any
 // point therefore leaves `latest` naming a complete checkpoint, or no `latest` at all.
+import { makeFolder } from "../io/folders.js";
 import {
   existsSync,
   fsyncSync,
@@ -80,7 +81,7 @@ export class CheckpointStore {
 
   /** Writes a checkpoint and points `latest` at it. Returns the checkpoint folder. */
   save(state: TrainerState, parts: CheckpointParts): string {
-    mkdirSync(this.root, { recursive: true });
+    makeFolder(this.root);
     const name = stepFolderName(state.step);
     const final = join(this.root, name);
     const tmp = join(this.root, `.${name}.${process.pid}.tmp`);

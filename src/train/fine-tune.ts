@@ -1,6 +1,7 @@
 // LoRA fine-tuning as one library call: builds the optimizer, the batch stream, validation and
 // the checkpoint files around trainLoop, and saves the final adapter in PEFT format.
-import { existsSync, mkdirSync, statSync } from "node:fs";
+import { existsSync, statSync } from "node:fs";
+import { makeFolder } from "../io/folders.js";
 import { join } from "node:path";
 import type { Tensor } from "../engine/index.js";
 import { BatchIterator, type Batch } from "../data/batches.js";
@@ -76,7 +77,7 @@ function prepareOutDir(outDir: string): void {
   if (existsSync(outDir) && !statSync(outDir).isDirectory()) {
     throw new Error(`fineTune: output path ${outDir} is a file; pass a folder path for outDir`);
   }
-  mkdirSync(outDir, { recursive: true });
+  makeFolder(outDir);
 }
 
 /** Adapts the data module's BatchIterator to the trainer's BatchSource interface. */

@@ -14,7 +14,9 @@ export interface StepMetrics {
   /** L2 norm of the gradient over all trainable tensors, before clipping. */
   gradNorm: number;
   /** Unmasked (loss) tokens in this step, summed over micro-batches. */
-  tokens: number;
+  lossTokens: number;
+  /** Input tokens in this step (real tokens, not padding), summed over micro-batches. */
+  inputTokens: number;
   /**
    * Input tokens per second in this step, as counted by the batch source (fineTune counts real
    * tokens, not padding).
