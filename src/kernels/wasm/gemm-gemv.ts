@@ -24,13 +24,14 @@ import {
 /** Largest M that takes the GEMV path. */
 export const GEMV_MAX_M: i32 = 4;
 
-// Columns per axpy block: the block's sums (M x 512 f32) and four rows of B stay in L1.
-const AXPY_BLOCK: i32 = 512;
+// Sums per axpy block: M rows of 2048 / M columns (8 KiB of f32) stay in L1. Wider blocks read
+// longer runs of each B row, which streams faster from DRAM.
+const AXPY_SUMS: i32 = 2048;
 
 /** Returns the scratch bytes the GEMV path needs for inner dimension k. */
 export function gemvScratchBytes(k: i32): usize {
   const packedA = <usize>(GEMV_MAX_M * k) << 2;
-  const sums = <usize>(GEMV_MAX_M * AXPY_BLOCK) << 2;
+  const sums = <usize>AXPY_SUMS << 2;
   return packedA + sums + 64;
 }
 
@@ -66,13 +67,14 @@ export function gemvRange(
   }
   // The sums follow the packed A rows, rounded up to 64 bytes.
   const sums = (work + (<usize>(GEMV_MAX_M * k) << 2) + 63) & ~(<usize>63);
-  for (let jb = j0; jb < j1; jb += AXPY_BLOCK) {
-    const width = min(AXPY_BLOCK, j1 - jb);
-    memory.fill(sums, 0, <usize>(m * AXPY_BLOCK) << 2);
-    if (bType == DTYPE_F32) axpyBlockF32(packedA, b, bRow, m, jb, width, k, sums);
-    else if (bType == DTYPE_BF16) axpyBlockBf16(packedA, b, bRow, m, jb, width, k, sums);
-    else axpyBlockF16(packedA, b, bRow, m, jb, width, k, sums);
-    writeSums(sums, bType != DTYPE_F32, c, cRow, cCol, m, jb, width, accumulate);
+  const block = (AXPY_SUMS / m) & ~7;
+  for (let jb = j0; jb < j1; jb += block) {
+    const width = min(block, j1 - jb);
+    memory.fill(sums, 0, <usize>(m * block) << 2);
+    if (bType == DTYPE_F32) axpyBlockF32(packedA, b, bRow, m, jb, width, k, sums, block);
+    else if (bType == DTYPE_BF16) axpyBlockBf16(packedA, b, bRow, m, jb, width, k, sums, block);
+    else axpyBlockF16(packedA, b, bRow, m, jb, width, k, sums, block);
+    writeSums(sums, bType != DTYPE_F32, c, cRow, cCol, m, jb, width, accumulate, block);
   }
 }
 
@@ -143,10 +145,11 @@ function storeC(c: usize, index: usize, value: f32, accumulate: i32): void {
   store<f32>(dst, accumulate ? load<f32>(dst) + value : value);
 }
 
-// Dot products with columns j..j+7 of B (column j at b + j * bCol elements, contiguous in k).
-// Pairs of rows take two passes of 4 columns (dotPair4). A single row takes one pass with one
-// accumulator per column, because eight weight streams in flight read memory faster than four.
-// A group past j1 repeats column j1 - 1 and does not store it, so every column runs the same code.
+// Dot products with columns j0..j1-1 of B (column j at b + j * bCol elements, contiguous in k),
+// one column at a time. When bCol == k the columns follow each other in memory, so B is read as
+// one sequential stream. Eight columns side by side read eight short streams, which streamed
+// from DRAM 2.6x slower for bf16 and 2.2x for f32 (N = 1536, K = 576, one thread on a 2-core
+// AMD EPYC VM, weights rotated through 96 MB). Pairs of rows share each decoded weight vector.
 @inline
 function gemvDot(
   packedA: usize,
@@ -162,100 +165,76 @@ function gemvDot(
   k: i32,
   accumulate: i32,
 ): void {
-  const last = j1 - 1;
-  for (let j = j0; j < j1; j += 8) {
-    const col0 = <usize>j * <usize>bCol;
-    const col1 = <usize>min(j + 1, last) * <usize>bCol;
-    const col2 = <usize>min(j + 2, last) * <usize>bCol;
-    const col3 = <usize>min(j + 3, last) * <usize>bCol;
-    const col4 = <usize>min(j + 4, last) * <usize>bCol;
-    const col5 = <usize>min(j + 5, last) * <usize>bCol;
-    const col6 = <usize>min(j + 6, last) * <usize>bCol;
-    const col7 = <usize>min(j + 7, last) * <usize>bCol;
-    // Pairs of rows share each decoded weight vector; the columns stay in L1 between passes.
+  const step = <usize>cCol;
+  for (let j = j0; j < j1; j++) {
+    const col = <usize>j * <usize>bCol;
     let r = 0;
     for (; r + 2 <= m; r += 2) {
       const ar = packedA + ((<usize>r * <usize>k) << 2);
-      const step = <usize>cCol;
       const out = <usize>r * <usize>cRow + <usize>j * step;
-      const out1 = out + <usize>cRow;
-      dotPair4(ar, k, b, col0, col1, col2, col3, dtype, c, out, out1, step, j1 - j, accumulate);
-      if (j + 4 < j1) {
-        const o = 4 * step;
-        const valid = j1 - j - 4;
-        const acc = accumulate;
-        dotPair4(ar, k, b, col4, col5, col6, col7, dtype, c, out + o, out1 + o, step, valid, acc);
-      }
+      dotPair(ar, k, b, col, dtype, c, out, out + <usize>cRow, accumulate);
     }
     for (; r < m; r++) {
       const ar = packedA + ((<usize>r * <usize>k) << 2);
-      let s0 = f32x4.splat(0);
-      let s1 = f32x4.splat(0);
-      let s2 = f32x4.splat(0);
-      let s3 = f32x4.splat(0);
-      let s4 = f32x4.splat(0);
-      let s5 = f32x4.splat(0);
-      let s6 = f32x4.splat(0);
-      let s7 = f32x4.splat(0);
-      let kk = 0;
-      for (; kk + 8 <= k; kk += 8) {
-        const alo = v128.load(ar + (<usize>kk << 2));
-        const ahi = v128.load(ar + (<usize>kk << 2), 16);
-        const i = <usize>kk;
-        s0 = dot8(alo, ahi, b, col0 + i, dtype, s0);
-        s1 = dot8(alo, ahi, b, col1 + i, dtype, s1);
-        s2 = dot8(alo, ahi, b, col2 + i, dtype, s2);
-        s3 = dot8(alo, ahi, b, col3 + i, dtype, s3);
-        s4 = dot8(alo, ahi, b, col4 + i, dtype, s4);
-        s5 = dot8(alo, ahi, b, col5 + i, dtype, s5);
-        s6 = dot8(alo, ahi, b, col6 + i, dtype, s6);
-        s7 = dot8(alo, ahi, b, col7 + i, dtype, s7);
-      }
-      for (; kk < k; kk++) {
-        const av = v128.load32_zero(ar + (<usize>kk << 2));
-        const i = <usize>kk;
-        s0 = madd(av, load1(b, col0 + i, dtype), s0);
-        s1 = madd(av, load1(b, col1 + i, dtype), s1);
-        s2 = madd(av, load1(b, col2 + i, dtype), s2);
-        s3 = madd(av, load1(b, col3 + i, dtype), s3);
-        s4 = madd(av, load1(b, col4 + i, dtype), s4);
-        s5 = madd(av, load1(b, col5 + i, dtype), s5);
-        s6 = madd(av, load1(b, col6 + i, dtype), s6);
-        s7 = madd(av, load1(b, col7 + i, dtype), s7);
-      }
-      const row = <usize>r * <usize>cRow;
-      const step = <usize>cCol;
-      const out = row + <usize>j * step;
-      storeC(c, out, horizontalSum(s0), accumulate);
-      if (j + 1 < j1) storeC(c, out + step, horizontalSum(s1), accumulate);
-      if (j + 2 < j1) storeC(c, out + 2 * step, horizontalSum(s2), accumulate);
-      if (j + 3 < j1) storeC(c, out + 3 * step, horizontalSum(s3), accumulate);
-      if (j + 4 < j1) storeC(c, out + 4 * step, horizontalSum(s4), accumulate);
-      if (j + 5 < j1) storeC(c, out + 5 * step, horizontalSum(s5), accumulate);
-      if (j + 6 < j1) storeC(c, out + 6 * step, horizontalSum(s6), accumulate);
-      if (j + 7 < j1) storeC(c, out + 7 * step, horizontalSum(s7), accumulate);
+      const out = <usize>r * <usize>cRow + <usize>j * step;
+      storeC(c, out, dotOne(ar, k, b, col, dtype), accumulate);
     }
   }
 }
 
-// Dot products of rows r and r + 1 of A (at ar, k apart) with 4 columns of B, stored at C
-// elements out and out1 (columns `step` apart, only the first `valid` of them). Each sum takes
-// the same steps as in gemvDot, so a row gives the same result in a pair or alone.
+// The dot product of a packed A row (at ar) with the B column at element `col`. Four
+// accumulators take the groups of 8 values of k in turn (group g goes to g % 4) so that their
+// FMA chains overlap. A last partial group goes to the fourth accumulator, and the sum is
+// (s0 + s1) + (s2 + s3). dotPair takes the same steps.
 @inline
-function dotPair4(
+function dotOne(ar: usize, k: i32, b: usize, col: usize, dtype: i32): f32 {
+  let s0 = f32x4.splat(0);
+  let s1 = f32x4.splat(0);
+  let s2 = f32x4.splat(0);
+  let s3 = f32x4.splat(0);
+  let kk = 0;
+  for (; kk + 32 <= k; kk += 32) {
+    const a = ar + (<usize>kk << 2);
+    const i = col + <usize>kk;
+    s0 = dot8(v128.load(a), v128.load(a, 16), b, i, dtype, s0);
+    s1 = dot8(v128.load(a, 32), v128.load(a, 48), b, i + 8, dtype, s1);
+    s2 = dot8(v128.load(a, 64), v128.load(a, 80), b, i + 16, dtype, s2);
+    s3 = dot8(v128.load(a, 96), v128.load(a, 112), b, i + 24, dtype, s3);
+  }
+  if (kk + 8 <= k) {
+    const a = ar + (<usize>kk << 2);
+    s0 = dot8(v128.load(a), v128.load(a, 16), b, col + <usize>kk, dtype, s0);
+    kk += 8;
+  }
+  if (kk + 8 <= k) {
+    const a = ar + (<usize>kk << 2);
+    s1 = dot8(v128.load(a), v128.load(a, 16), b, col + <usize>kk, dtype, s1);
+    kk += 8;
+  }
+  if (kk + 8 <= k) {
+    const a = ar + (<usize>kk << 2);
+    s2 = dot8(v128.load(a), v128.load(a, 16), b, col + <usize>kk, dtype, s2);
+    kk += 8;
+  }
+  for (; kk < k; kk++) {
+    s3 = madd(v128.load32_zero(ar + (<usize>kk << 2)), load1(b, col + <usize>kk, dtype), s3);
+  }
+  return horizontalSum(f32x4.add(f32x4.add(s0, s1), f32x4.add(s2, s3)));
+}
+
+// Dot products of rows r and r + 1 of A (at ar, k apart) with the B column at element `col`,
+// stored at C elements out and out1. Each row takes the steps of dotOne, so a row gives the
+// same result in a pair or alone.
+@inline
+function dotPair(
   ar: usize,
   k: i32,
   b: usize,
-  col0: usize,
-  col1: usize,
-  col2: usize,
-  col3: usize,
+  col: usize,
   dtype: i32,
   c: usize,
   out: usize,
   out1: usize,
-  step: usize,
-  valid: i32,
   accumulate: i32,
 ): void {
   const ar1 = ar + (<usize>k << 2);
@@ -269,62 +248,62 @@ function dotPair4(
   let s13 = f32x4.splat(0);
 
   let kk = 0;
-  for (; kk + 8 <= k; kk += 8) {
+  for (; kk + 32 <= k; kk += 32) {
     const offset = <usize>kk << 2;
-    const alo0 = v128.load(ar + offset);
-    const ahi0 = v128.load(ar + offset, 16);
-    const alo1 = v128.load(ar1 + offset);
-    const ahi1 = v128.load(ar1 + offset, 16);
-    const i = <usize>kk;
-    let first = loadFirst8(b, col0 + i, dtype);
-    let second = loadSecond8(b, col0 + i, dtype);
-    s00 = madd(ahi0, second, madd(alo0, first, s00));
-    s10 = madd(ahi1, second, madd(alo1, first, s10));
-    first = loadFirst8(b, col1 + i, dtype);
-    second = loadSecond8(b, col1 + i, dtype);
-    s01 = madd(ahi0, second, madd(alo0, first, s01));
-    s11 = madd(ahi1, second, madd(alo1, first, s11));
-    first = loadFirst8(b, col2 + i, dtype);
-    second = loadSecond8(b, col2 + i, dtype);
-    s02 = madd(ahi0, second, madd(alo0, first, s02));
-    s12 = madd(ahi1, second, madd(alo1, first, s12));
-    first = loadFirst8(b, col3 + i, dtype);
-    second = loadSecond8(b, col3 + i, dtype);
-    s03 = madd(ahi0, second, madd(alo0, first, s03));
-    s13 = madd(ahi1, second, madd(alo1, first, s13));
-  }
-  for (; kk < k; kk++) {
-    const a0 = v128.load32_zero(ar + (<usize>kk << 2));
-    const a1 = v128.load32_zero(ar1 + (<usize>kk << 2));
-    const i = <usize>kk;
-    let w = load1(b, col0 + i, dtype);
-    s00 = madd(a0, w, s00);
-    s10 = madd(a1, w, s10);
-    w = load1(b, col1 + i, dtype);
-    s01 = madd(a0, w, s01);
-    s11 = madd(a1, w, s11);
-    w = load1(b, col2 + i, dtype);
-    s02 = madd(a0, w, s02);
-    s12 = madd(a1, w, s12);
-    w = load1(b, col3 + i, dtype);
-    s03 = madd(a0, w, s03);
-    s13 = madd(a1, w, s13);
+    const i = col + <usize>kk;
+    let first = loadFirst8(b, i, dtype);
+    let second = loadSecond8(b, i, dtype);
+    s00 = madd(v128.load(ar + offset, 16), second, madd(v128.load(ar + offset), first, s00));
+    s10 = madd(v128.load(ar1 + offset, 16), second, madd(v128.load(ar1 + offset), first, s10));
+    first = loadFirst8(b, i + 8, dtype);
+    second = loadSecond8(b, i + 8, dtype);
+    s01 = madd(v128.load(ar + offset, 48), second, madd(v128.load(ar + offset, 32), first, s01));
+    s11 = madd(v128.load(ar1 + offset, 48), second, madd(v128.load(ar1 + offset, 32), first, s11));
+    first = loadFirst8(b, i + 16, dtype);
+    second = loadSecond8(b, i + 16, dtype);
+    s02 = madd(v128.load(ar + offset, 80), second, madd(v128.load(ar + offset, 64), first, s02));
+    s12 = madd(v128.load(ar1 + offset, 80), second, madd(v128.load(ar1 + offset, 64), first, s12));
+    first = loadFirst8(b, i + 24, dtype);
+    second = loadSecond8(b, i + 24, dtype);
+    s03 = madd(v128.load(ar + offset, 112), second, madd(v128.load(ar + offset, 96), first, s03));
+    s13 = madd(v128.load(ar1 + offset, 112), second, madd(v128.load(ar1 + offset, 96), first, s13));
   }
 
-  storeC(c, out, horizontalSum(s00), accumulate);
-  storeC(c, out1, horizontalSum(s10), accumulate);
-  if (valid > 1) {
-    storeC(c, out + step, horizontalSum(s01), accumulate);
-    storeC(c, out1 + step, horizontalSum(s11), accumulate);
+  // The groups left over from the loop above, as in dotOne.
+  if (kk + 8 <= k) {
+    const offset = <usize>kk << 2;
+    const first = loadFirst8(b, col + <usize>kk, dtype);
+    const second = loadSecond8(b, col + <usize>kk, dtype);
+    s00 = madd(v128.load(ar + offset, 16), second, madd(v128.load(ar + offset), first, s00));
+    s10 = madd(v128.load(ar1 + offset, 16), second, madd(v128.load(ar1 + offset), first, s10));
+    kk += 8;
   }
-  if (valid > 2) {
-    storeC(c, out + 2 * step, horizontalSum(s02), accumulate);
-    storeC(c, out1 + 2 * step, horizontalSum(s12), accumulate);
+  if (kk + 8 <= k) {
+    const offset = <usize>kk << 2;
+    const first = loadFirst8(b, col + <usize>kk, dtype);
+    const second = loadSecond8(b, col + <usize>kk, dtype);
+    s01 = madd(v128.load(ar + offset, 16), second, madd(v128.load(ar + offset), first, s01));
+    s11 = madd(v128.load(ar1 + offset, 16), second, madd(v128.load(ar1 + offset), first, s11));
+    kk += 8;
   }
-  if (valid > 3) {
-    storeC(c, out + 3 * step, horizontalSum(s03), accumulate);
-    storeC(c, out1 + 3 * step, horizontalSum(s13), accumulate);
+  if (kk + 8 <= k) {
+    const offset = <usize>kk << 2;
+    const first = loadFirst8(b, col + <usize>kk, dtype);
+    const second = loadSecond8(b, col + <usize>kk, dtype);
+    s02 = madd(v128.load(ar + offset, 16), second, madd(v128.load(ar + offset), first, s02));
+    s12 = madd(v128.load(ar1 + offset, 16), second, madd(v128.load(ar1 + offset), first, s12));
+    kk += 8;
   }
+  for (; kk < k; kk++) {
+    const w = load1(b, col + <usize>kk, dtype);
+    s03 = madd(v128.load32_zero(ar + (<usize>kk << 2)), w, s03);
+    s13 = madd(v128.load32_zero(ar1 + (<usize>kk << 2)), w, s13);
+  }
+
+  const sum0 = horizontalSum(f32x4.add(f32x4.add(s00, s01), f32x4.add(s02, s03)));
+  const sum1 = horizontalSum(f32x4.add(f32x4.add(s10, s11), f32x4.add(s12, s13)));
+  storeC(c, out, sum0, accumulate);
+  storeC(c, out1, sum1, accumulate);
 }
 
 function gemvDotF32(
@@ -375,7 +354,7 @@ function gemvDotF16(
   gemvDot(packedA, b, bCol, DTYPE_F16, c, cRow, cCol, m, j0, j1, k, accumulate);
 }
 
-// Adds A(r, k) * B(k, jb + q) over all k to sums[r * AXPY_BLOCK + q'] for q < width, where q'
+// Adds A(r, k) * B(k, jb + q) over all k to sums[r * block + q'] for q < width, where q'
 // permutes each full group of 8 columns like loadFirst8/loadSecond8. Four rows of B per pass,
 // applied one after another to each sum, so the k order is the same as one row at a time.
 @inline
@@ -389,6 +368,7 @@ function axpyBlock(
   width: i32,
   k: i32,
   sums: usize,
+  block: i32,
 ): void {
   const full = width & ~7;
   const rowStep = <usize>bRow;
@@ -401,7 +381,7 @@ function axpyBlock(
       const a1 = v128.load32_splat(ar, 4);
       const a2 = v128.load32_splat(ar, 8);
       const a3 = v128.load32_splat(ar, 12);
-      const sr = sums + (<usize>(r * AXPY_BLOCK) << 2);
+      const sr = sums + (<usize>(r * block) << 2);
       for (let q = 0; q < full; q += 8) {
         const i = row0 + <usize>q;
         const s = sr + (<usize>q << 2);
@@ -434,7 +414,7 @@ function axpyBlock(
     const row = <usize>kk * rowStep + <usize>jb;
     for (let r = 0; r < m; r++) {
       const av = v128.load32_splat(packedA + ((<usize>(r * k + kk)) << 2));
-      const sr = sums + (<usize>(r * AXPY_BLOCK) << 2);
+      const sr = sums + (<usize>(r * block) << 2);
       for (let q = 0; q < full; q += 8) {
         const s = sr + (<usize>q << 2);
         v128.store(s, madd(av, loadFirst8(b, row + <usize>q, dtype), v128.load(s)));
@@ -458,8 +438,9 @@ function axpyBlockF32(
   width: i32,
   k: i32,
   sums: usize,
+  block: i32,
 ): void {
-  axpyBlock(packedA, b, bRow, DTYPE_F32, m, jb, width, k, sums);
+  axpyBlock(packedA, b, bRow, DTYPE_F32, m, jb, width, k, sums, block);
 }
 
 function axpyBlockBf16(
@@ -471,8 +452,9 @@ function axpyBlockBf16(
   width: i32,
   k: i32,
   sums: usize,
+  block: i32,
 ): void {
-  axpyBlock(packedA, b, bRow, DTYPE_BF16, m, jb, width, k, sums);
+  axpyBlock(packedA, b, bRow, DTYPE_BF16, m, jb, width, k, sums, block);
 }
 
 function axpyBlockF16(
@@ -484,12 +466,13 @@ function axpyBlockF16(
   width: i32,
   k: i32,
   sums: usize,
+  block: i32,
 ): void {
-  axpyBlock(packedA, b, bRow, DTYPE_F16, m, jb, width, k, sums);
+  axpyBlock(packedA, b, bRow, DTYPE_F16, m, jb, width, k, sums, block);
 }
 
-// Writes the sums of one axpy block to C[0:m, jb:jb+width], undoing the even/odd order of full
-// groups of 8 when `evenOdd` is set.
+// Writes the sums of one axpy block (rows `block` apart) to C[0:m, jb:jb+width], undoing the
+// even/odd order of full groups of 8 when `evenOdd` is set.
 function writeSums(
   sums: usize,
   evenOdd: bool,
@@ -500,11 +483,12 @@ function writeSums(
   jb: i32,
   width: i32,
   accumulate: i32,
+  block: i32,
 ): void {
   const full = width & ~7;
   const step = <usize>cCol;
   for (let r = 0; r < m; r++) {
-    const sr = sums + (<usize>(r * AXPY_BLOCK) << 2);
+    const sr = sums + (<usize>(r * block) << 2);
     const cr = <usize>r * <usize>cRow;
     for (let q = 0; q < full; q += 8) {
       let first = v128.load(sr + (<usize>q << 2));
