@@ -114,6 +114,15 @@ test("gemm handles blocks past NC and KC", () => {
   checkCase({ m: 11, n: 20, k: 1100, accumulate: true, dtype: "f16" });
 });
 
+test("gemm handles row blocks past MC", () => {
+  // 133 rows cross the 126- or 128-row block and end in a partial tile, and K 600 takes two K
+  // blocks, so full tiles are also added to C.
+  for (const [transA, transB] of transposes) {
+    checkCase({ m: 133, n: 24, k: 600, transA, transB });
+    checkCase({ m: 130, n: 17, k: 40, transA, transB, accumulate: true });
+  }
+});
+
 test("gemv path matches reference for M 1 to 4", () => {
   for (const dtype of dtypes) {
     for (const [transA, transB] of transposes) {

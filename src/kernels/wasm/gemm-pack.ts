@@ -9,8 +9,10 @@ export const DTYPE_F32: i32 = 0;
 export const DTYPE_BF16: i32 = 1;
 export const DTYPE_F16: i32 = 2;
 
-/** Rows of C per micro-tile. */
+/** Rows of C per micro-tile of the quantized GEMM, and the default A panel height. */
 export const MR: i32 = 4;
+/** Rows of C per micro-tile of the f32, bf16 and f16 GEMM (gemm.ts). */
+export const MR6: i32 = 6;
 /** Columns of C per micro-tile (two f32x4 vectors). */
 export const NR: i32 = 8;
 
@@ -102,9 +104,9 @@ export function f16HasSpecial(v: v128): bool {
 }
 
 /**
- * Packs A[i0 : i0+mc, k0 : k0+kc] into panels of MR rows: panel p contains rows i0 + p*MR .. and
- * stores element (r, k) at dst[p*kc*MR + k*MR + r]. Rows past mc are zero, so the micro-kernel
- * always runs a full tile.
+ * Packs A[i0 : i0+mc, k0 : k0+kc] into panels of `mr` rows (MR or MR6): panel p contains rows
+ * i0 + p*mr .. and stores element (r, k) at dst[p*kc*mr + k*mr + r]. Rows past mc are zero, so
+ * the micro-kernel always runs a full tile.
  */
 export function packA(
   a: usize,
@@ -115,24 +117,33 @@ export function packA(
   k0: i32,
   kc: i32,
   dst: usize,
+  mr: i32 = MR,
 ): void {
-  for (let p = 0; p < mc; p += MR) {
-    const rows = min(MR, mc - p);
+  for (let p = 0; p < mc; p += mr) {
+    const rows = min(mr, mc - p);
     const panel = dst + ((<usize>p * <usize>kc) << 2);
-    if (rows == MR && aCol == 1) {
-      packAPanelRowMajor(a + ((<usize>(i0 + p) * <usize>aRow + <usize>k0) << 2), aRow, kc, panel);
+    if (rows == mr && aCol == 1) {
+      const src = a + ((<usize>(i0 + p) * <usize>aRow + <usize>k0) << 2);
+      if (mr == MR6) {
+        packA6PanelRowMajor(src, aRow, kc, panel);
+      } else {
+        packAPanelRowMajor(src, aRow, kc, panel);
+      }
       continue;
     }
-    if (rows == MR && aRow == 1) {
-      // A read transposed: the MR values of one k are contiguous.
+    if (rows == mr && aRow == 1) {
+      // A read transposed: the mr values of one k are contiguous.
       let src = a + ((<usize>(i0 + p) + <usize>k0 * <usize>aCol) << 2);
+      const panelStep = <usize>mr << 2;
       for (let k = 0; k < kc; k++) {
-        v128.store(panel + (<usize>k << 4), v128.load(src));
+        const out = panel + <usize>k * panelStep;
+        v128.store(out, v128.load(src));
+        if (mr == MR6) v128.store64_lane(out + 16, v128.load64_zero(src + 16), 0);
         src += <usize>aCol << 2;
       }
       continue;
     }
-    if (rows < MR) memory.fill(panel, 0, <usize>(kc * MR) << 2);
+    if (rows < mr) memory.fill(panel, 0, <usize>(kc * mr) << 2);
     for (let r = 0; r < rows; r++) {
       let src = a + ((<usize>(i0 + p + r) * <usize>aRow + <usize>k0 * <usize>aCol) << 2);
       const step = <usize>aCol << 2;
@@ -140,8 +151,43 @@ export function packA(
       for (let k = 0; k < kc; k++) {
         store<f32>(out, load<f32>(src));
         src += step;
-        out += <usize>MR << 2;
+        out += <usize>mr << 2;
       }
+    }
+  }
+}
+
+// One full A panel from MR6 = 6 rows that are contiguous in k. Rows 0-3 of four k go through a
+// 4 x 4 transpose, and rows 4-5 are interleaved in pairs into the last 8 bytes of each k.
+function packA6PanelRowMajor(src: usize, aRow: i32, kc: i32, panel: usize): void {
+  const rowBytes = <usize>aRow << 2;
+  const step: usize = <usize>MR6 << 2;
+  let k = 0;
+  for (; k + 4 <= kc; k += 4) {
+    const at = src + (<usize>k << 2);
+    const out = panel + <usize>k * step;
+    transpose4Store(
+      v128.load(at),
+      v128.load(at + rowBytes),
+      v128.load(at + 2 * rowBytes),
+      v128.load(at + 3 * rowBytes),
+      out,
+      step,
+    );
+    const r4 = v128.load(at + 4 * rowBytes);
+    const r5 = v128.load(at + 5 * rowBytes);
+    const lo = i32x4.shuffle(r4, r5, 0, 4, 1, 5);
+    const hi = i32x4.shuffle(r4, r5, 2, 6, 3, 7);
+    v128.store64_lane(out + 16, lo, 0);
+    v128.store64_lane(out + step + 16, lo, 1);
+    v128.store64_lane(out + 2 * step + 16, hi, 0);
+    v128.store64_lane(out + 3 * step + 16, hi, 1);
+  }
+  for (; k < kc; k++) {
+    const at = src + (<usize>k << 2);
+    const out = panel + <usize>k * step;
+    for (let r = 0; r < MR6; r++) {
+      store<f32>(out + (<usize>r << 2), load<f32>(at + <usize>r * rowBytes));
     }
   }
 }
