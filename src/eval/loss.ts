@@ -65,28 +65,75 @@ export function evaluateLoss(
   examples: readonly TokenizedExample[],
   options: { batchSize: number; padTokenId: number },
 ): LossReport {
+  const batches = lossBatches(model, examples, options);
+  for (let next = batches.next(); !next.done; next = batches.next());
+  return batches.report();
+}
+
+/**
+ * Computes the same report as evaluateLoss, but returns to the event loop between batches, so a
+ * SIGINT handler can run. Returns null when `signal` aborts before the last batch.
+ */
+export async function evaluateLossInterruptible(
+  model: CausalLM,
+  examples: readonly TokenizedExample[],
+  options: { batchSize: number; padTokenId: number; signal?: AbortSignal },
+): Promise<LossReport | null> {
+  const batches = lossBatches(model, examples, options);
+  for (let next = batches.next(); !next.done; next = batches.next()) {
+    await new Promise((resolve) => setImmediate(resolve));
+    if (options.signal?.aborted) {
+      batches.stop();
+      return null;
+    }
+  }
+  return batches.report();
+}
+
+/** Steps through the loss batches one at a time; see evaluateLoss. */
+function lossBatches(
+  model: CausalLM,
+  examples: readonly TokenizedExample[],
+  options: { batchSize: number; padTokenId: number },
+): { next(): { done: boolean }; stop(): void; report(): LossReport } {
   if (examples.length === 0) throw new Error("evaluateLoss: no examples to evaluate");
-  const iterator = new BatchIterator(examples, { ...options, shuffle: false });
+  const iterator = new BatchIterator(examples, {
+    batchSize: options.batchSize,
+    padTokenId: options.padTokenId,
+    shuffle: false,
+  });
   const wasTraining = model.training;
-  model.eval();
   let sum = 0;
   let tokens = 0;
-  try {
-    for (let i = 0; i < iterator.batchesPerEpoch; i++) {
-      const result = batchLossSum(model, iterator.next());
-      sum += result.sum;
-      tokens += result.count;
-      endStep();
-    }
-  } finally {
-    model.train(wasTraining);
-  }
+  let done = 0;
+  const stop = () => model.train(wasTraining);
+  return {
+    next() {
+      if (done >= iterator.batchesPerEpoch) return { done: true };
+      model.eval();
+      try {
+        const result = batchLossSum(model, iterator.next());
+        sum += result.sum;
+        tokens += result.count;
+        endStep();
+      } finally {
+        stop();
+      }
+      done++;
+      return { done: false };
+    },
+    stop,
+    report: () => lossReport(sum, tokens, examples.length),
+  };
+}
+
+function lossReport(sum: number, tokens: number, examples: number): LossReport {
   if (tokens === 0) {
     throw new Error(
-      `evaluateLoss: none of the ${examples.length} examples has an unmasked target token; ` +
+      `evaluateLoss: none of the ${examples} examples has an unmasked target token; ` +
         `check the labels (with --mask-prompt every answer must survive truncation)`,
     );
   }
   const loss = sum / tokens;
-  return { loss, perplexity: Math.exp(loss), tokens, examples: examples.length };
+  return { loss, perplexity: Math.exp(loss), tokens, examples };
 }

@@ -13,7 +13,7 @@ import { trainableParameters } from "../lora/adapters.js";
 import { findLoraState } from "../lora/state.js";
 import { Rng, type RngState } from "../engine/random.js";
 import type { CausalLM } from "../models/types.js";
-import { batchLoss, countTargets, evaluateLoss } from "../eval/loss.js";
+import { batchLoss, countTargets, evaluateLossInterruptible } from "../eval/loss.js";
 import { AdamW, clipGradNorm, gradNorm } from "../engine/optim.js";
 import { CheckpointStore, type CheckpointParts } from "./checkpoint-store.js";
 import { enableGradientCheckpointing } from "./checkpointing.js";
@@ -193,12 +193,13 @@ export async function fineTune(options: FineTuneOptions): Promise<FineTuneResult
   const validation = options.validation ?? null;
   const validate =
     validation !== null && validation.length > 0
-      ? () => {
-          const report = evaluateLoss(model, validation, {
+      ? async () => {
+          const report = await evaluateLossInterruptible(model, validation, {
             batchSize: options.evalBatchSize ?? options.batchSize,
             padTokenId: options.padTokenId,
+            signal: options.signal,
           });
-          return { loss: report.loss, tokens: report.tokens };
+          return report === null ? null : { loss: report.loss, tokens: report.tokens };
         }
       : undefined;
 

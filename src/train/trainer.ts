@@ -71,7 +71,8 @@ export interface TrainLoopOptions<B> {
   maxGradNorm?: number | null;
   /** Runs validation every this many optimizer steps (and at the end); 0 disables it. */
   evalEvery?: number;
-  validate?: () => ValidationResult;
+  /** Returns null when the run was interrupted during validation. */
+  validate?: () => ValidationResult | null | Promise<ValidationResult | null>;
   /** Also validates before the first step of a new run, as the step-0 baseline. Default false. */
   validateAtStart?: boolean;
   /** Saves a checkpoint every this many optimizer steps and at the end; 0 only at the end. */
@@ -158,7 +159,8 @@ export async function trainLoop<B>(options: TrainLoopOptions<B>): Promise<TrainR
   const validations: ValidationMetrics[] = [];
   let lastLoss: number | null = null;
   if (options.validate && options.validateAtStart && state.step === 0) {
-    validations.push(runValidation(options, 0));
+    const metrics = await runValidation(options, 0);
+    if (metrics !== null) validations.push(metrics);
   }
   const startedAt = performance.now();
   const startStep = state.step;
@@ -204,7 +206,8 @@ export async function trainLoop<B>(options: TrainLoopOptions<B>): Promise<TrainR
 
     const last = state.step === totalSteps;
     if (options.validate && ((evalEvery > 0 && state.step % evalEvery === 0) || last)) {
-      validations.push(runValidation(options, state.step));
+      const validation = await runValidation(options, state.step);
+      if (validation !== null) validations.push(validation);
     }
     if ((saveEvery > 0 && state.step % saveEvery === 0) || last) {
       saveCheckpoint(options, state, last ? "end" : "periodic");
@@ -270,10 +273,17 @@ function checkFinite(what: string, value: number, state: LoopState): void {
   }
 }
 
-function runValidation<B>(options: TrainLoopOptions<B>, step: number): ValidationMetrics {
+async function runValidation<B>(
+  options: TrainLoopOptions<B>,
+  step: number,
+): Promise<ValidationMetrics | null> {
   const started = performance.now();
-  const result = options.validate!();
+  const result = await options.validate!();
   endStep();
+  if (result === null) {
+    options.log?.(`step ${step} validation interrupted`);
+    return null;
+  }
   const metrics: ValidationMetrics = {
     step,
     valLoss: result.loss,

@@ -74,3 +74,38 @@ test("SIGINT saves a checkpoint and resume finishes", async () => {
   assert.ok(existsSync(join(out, "adapter_model.safetensors")));
   assert.ok(existsSync(join(out, "adapter_config.json")));
 });
+
+test("SIGINT during validation stops it", async () => {
+  const out = join(mkdtempSync(join(tmpdir(), "tslora-sigint-val-")), "run");
+  // The whole WikiSQL validation file (100 lines) at batch 1 takes seconds; the interrupt must
+  // not wait for it.
+  const args = [
+    "--model",
+    fixture("models/stories260K"),
+    "--data",
+    fixture("data/wikisql"),
+    "--out",
+    out,
+    "--steps",
+    "5",
+    "--batch-size",
+    "1",
+    "--max-length",
+    "128",
+    "--save-every",
+    "0",
+  ];
+  let sentAt = 0;
+  const run = await runChild(args, (text, child) => {
+    if (sentAt === 0 && /trainable params/.test(text)) {
+      sentAt = performance.now();
+      setTimeout(() => child.kill("SIGINT"), 200);
+    }
+  });
+  const seconds = (performance.now() - sentAt) / 1000;
+  assert.equal(run.status, 130, run.stderr);
+  assert.match(run.stderr, /step 0 validation interrupted/);
+  assert.doesNotMatch(run.stderr, /step +1\/5/, "training went on after the interrupt");
+  assert.match(run.stderr, /saved checkpoint .*step-000000 \(abort\)/);
+  assert.ok(seconds < 10, `the run took ${seconds.toFixed(1)} s to stop`);
+});
