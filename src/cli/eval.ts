@@ -18,6 +18,26 @@ const SUMMARY =
   "Evaluates loss and perplexity, and SQuAD exact match and F1 for SQuAD data, of a model " +
   "with or without a LoRA adapter.";
 
+/**
+ * Returns a callback that prints generation progress on stderr: one updating line on a terminal,
+ * otherwise a line at each tenth of the questions, so logs stay short.
+ */
+function progressPrinter(what: string): (answered: number, total: number) => void {
+  let printedTenths = 0;
+  return (answered, total) => {
+    const line = `${what}: ${answered}/${total} questions`;
+    if (process.stderr.isTTY) {
+      process.stderr.write(`\r${line}${answered === total ? "\n" : ""}`);
+      return;
+    }
+    const tenths = Math.floor((answered * 10) / total);
+    if (tenths > printedTenths) {
+      printedTenths = tenths;
+      process.stderr.write(line + "\n");
+    }
+  };
+}
+
 /** Runs `tslora eval` with the arguments after the verb; resolves to the exit status. */
 export async function runEval(argv: readonly string[]): Promise<number> {
   const values = parseOptions("eval", argv, EVAL_OPTIONS);
@@ -95,14 +115,21 @@ export async function runEval(argv: readonly string[]): Promise<number> {
   });
   const compareCount = Number(values["compare-base"]);
   if (compareCount > 0) {
+    const baseProgress = progressPrinter("answering with the base model");
+    const adapterProgress = progressPrinter("answering with the adapter");
     const comparison = compareWithBase(model, tokenizer, prompts, {
       maxNewTokens,
       shown: compareCount,
+      onProgress: (stage, answered, total) =>
+        (stage === "base" ? baseProgress : adapterProgress)(answered, total),
     });
     print(formatComparison(comparison));
     return 0;
   }
-  const { report, predictions } = evaluateSquad(model, tokenizer, prompts, { maxNewTokens });
+  const { report, predictions } = evaluateSquad(model, tokenizer, prompts, {
+    maxNewTokens,
+    onProgress: progressPrinter("answering"),
+  });
   print(
     `SQuAD: exact match ${report.exactMatch.toFixed(2)}% | F1 ${report.f1.toFixed(2)}% | ` +
       `${report.total} questions`,

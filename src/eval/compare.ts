@@ -22,13 +22,22 @@ export function compareWithBase(
   model: CausalLM,
   tokenizer: TextTokenizer,
   prompts: readonly SquadPrompt[],
-  options: { maxNewTokens: number; shown: number; batchSize?: number },
+  options: {
+    maxNewTokens: number;
+    shown: number;
+    batchSize?: number;
+    onProgress?: (stage: "base" | "adapter", answered: number, total: number) => void;
+  },
 ): Comparison {
-  const answerOptions = { maxNewTokens: options.maxNewTokens, batchSize: options.batchSize };
+  const answerOptions = (stage: "base" | "adapter") => ({
+    maxNewTokens: options.maxNewTokens,
+    batchSize: options.batchSize,
+    onProgress: (answered: number, total: number) => options.onProgress?.(stage, answered, total),
+  });
   const base = withAdaptersDisabled(model, () =>
-    evaluateSquad(model, tokenizer, prompts, answerOptions),
+    evaluateSquad(model, tokenizer, prompts, answerOptions("base")),
   );
-  const adapted = evaluateSquad(model, tokenizer, prompts, answerOptions);
+  const adapted = evaluateSquad(model, tokenizer, prompts, answerOptions("adapter"));
   return { base, adapted, prompts, shown: Math.min(options.shown, prompts.length) };
 }
 

@@ -105,6 +105,8 @@ export interface AnswerOptions {
   maxNewTokens: number;
   /** Prompts generated together (left-padded); default 8. */
   batchSize?: number;
+  /** Called after each batch with the number of questions answered so far and the total. */
+  onProgress?: (answered: number, total: number) => void;
 }
 
 /**
@@ -136,6 +138,7 @@ export function answerQuestions(
         },
       );
       answers.push(...result.texts.map((text, i) => extractAnswer(text, batch[i].uncoveredPrompt)));
+      options.onProgress?.(answers.length, prompts.length);
     }
   } finally {
     model.train(wasTraining);
