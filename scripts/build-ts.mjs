@@ -16,7 +16,15 @@ if (!absoluteOut.startsWith(resolve(".") + "/")) {
 const tsc = createRequire(import.meta.url).resolve("typescript/bin/tsc");
 const result = spawnSync(
   process.execPath,
-  [tsc, "-p", "tsconfig.json", "--outDir", outDir, "--tsBuildInfoFile", join(outDir, ".tsbuildinfo")],
+  [
+    tsc,
+    "-p",
+    "tsconfig.json",
+    "--outDir",
+    outDir,
+    "--tsBuildInfoFile",
+    join(outDir, ".tsbuildinfo"),
+  ],
   { stdio: "inherit" },
 );
 process.exit(result.status ?? 1);
