@@ -137,9 +137,12 @@ test("gemv path matches reference for M 1 to 4", () => {
         }
       }
     }
-    // More columns than one axpy block of 512.
+    // More columns than one axpy block (2048 / M columns).
     checkCase({ m: 2, n: 1100, k: 13, dtype });
+    checkCase({ m: 1, n: 2100, k: 13, dtype });
     checkCase({ m: 1, n: 1100, k: 13, dtype, transB: true });
+    // Dot path: a long K (groups of 32, leftover groups of 8 and single values) in a pair of rows.
+    checkCase({ m: 2, n: 5, k: 1021, dtype, transB: true });
   }
 });
 
