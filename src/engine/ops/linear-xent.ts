@@ -16,7 +16,7 @@ import {
 } from "./xent.js";
 
 export interface LinearCrossEntropyOptions extends CrossEntropyOptions {
-  /** Rows of logits computed at a time. Default: as many as fit in 64 MiB of f32 logits. */
+  /** Rows of logits computed at a time. Default: equal chunks of at most 64 MiB of f32 logits. */
   chunkRows?: number;
   /** Layout of weight: "outIn" = [V, C] like nn.Linear and tied embeddings (the only one). */
   layout?: "outIn";
