@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // The `tslora` command: dispatches to one module per verb. Verb modules are imported on
 // demand, so `tslora info` does not load the training code.
-import { realpathSync } from "node:fs";
+import { readFileSync, realpathSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { UsageError } from "./train-options.js";
 
@@ -38,8 +38,22 @@ function usage(): string {
   const lines = ["Usage: tslora <command> [options]", "", "Commands:"];
   for (const [name, verb] of Object.entries(VERBS))
     lines.push(`  ${name.padEnd(width)}  ${verb.summary}`);
-  lines.push("", "Run tslora <command> --help for the options of a command.");
+  lines.push(
+    "",
+    "Run tslora <command> --help for the options of a command, tslora --version for the version.",
+  );
   return lines.join("\n");
+}
+
+/** Reads the package version from package.json (dist/src/cli/main.js is three levels down). */
+function packageVersion(): string {
+  const path = new URL("../../../package.json", import.meta.url);
+  try {
+    const json = JSON.parse(readFileSync(path, "utf8")) as { version?: unknown };
+    return typeof json.version === "string" ? json.version : "unknown";
+  } catch {
+    return "unknown";
+  }
 }
 
 /** Runs the command line `argv` (without node and the script path); resolves to the exit status. */
@@ -48,6 +62,10 @@ export async function main(argv: readonly string[]): Promise<number> {
   if (name === undefined || name === "--help" || name === "-h" || name === "help") {
     console.log(usage());
     return name === undefined ? 2 : 0;
+  }
+  if (name === "--version" || name === "-v") {
+    console.log(`tslora ${packageVersion()}`);
+    return 0;
   }
   const verb = VERBS[name];
   if (verb === undefined) {
