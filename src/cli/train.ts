@@ -52,6 +52,16 @@ export function checkOutputFolder(out: string, resume: boolean): void {
   }
 }
 
+/** Formats the resolved settings as "config:" and one "  key: value" line per setting. */
+export function formatConfig(config: Record<string, unknown>): string {
+  const lines = ["config:"];
+  const width = Math.max(...Object.keys(config).map((key) => key.length));
+  for (const [key, value] of Object.entries(config)) {
+    lines.push(`  ${(key + ":").padEnd(width + 1)} ${JSON.stringify(value)}`);
+  }
+  return lines.join("\n");
+}
+
 function str(values: OptionValues, name: string): string | undefined {
   const v = values[name];
   return v === undefined ? undefined : String(v);
@@ -168,13 +178,13 @@ export async function runTrain(argv: readonly string[]): Promise<number> {
   log(train.line);
   log(validation.line);
   log(
-    `config: ${JSON.stringify({
+    formatConfig({
       ...settings,
       evalEvery: values["eval-every"],
       saveEvery: values["save-every"],
       gradCheckpointing: values["grad-checkpointing"],
       threads: threads ?? "default",
-    })}`,
+    }),
   );
   log(trainableParametersReport(model));
 
