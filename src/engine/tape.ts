@@ -1,7 +1,7 @@
-// Reverse-mode autodiff. An op whose inputs need a gradient attaches a Node to its output; the
+// Reverse-mode autodiff. An op whose inputs need a gradient attaches a Node to its output, so the
 // graph is the chain of nodes, and backward() walks it in reverse topological order. Frozen
-// tensors (requiresGrad false and no node) get no gradient buffers, but gradients still flow
-// through ops that read them, for example a frozen weight's matmul passes dX back.
+// tensors (requiresGrad false and no node) get no gradient buffers. Gradients still flow through
+// ops that read them: a frozen weight's matmul passes dX back.
 import { closeScratchScope, openScratchScope, releaseScratch, Tensor } from "./tensor.js";
 
 /**

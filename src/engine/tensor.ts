@@ -175,7 +175,7 @@ export class Tensor {
   ): Tensor {
     if (shapeSize(shape) !== data.length) {
       throw new Error(
-        `Tensor.from: shape ${formatShape(shape)} holds ${shapeSize(shape)} elements but data has ${data.length}`,
+        `Tensor.from: shape ${formatShape(shape)} has ${shapeSize(shape)} elements but data has ${data.length}`,
       );
     }
     const t = Tensor.empty(shape, dtype, options);
@@ -225,14 +225,14 @@ export class Tensor {
     return `${this.name ?? ""}${formatShape(this.shape)} ${this.dtype}`;
   }
 
-  /** A view of the same memory with another shape of the same size. */
+  /** Returns a view of the same memory with another shape of the same size. */
   view(shape: Shape): Tensor {
     const resolved = resolveShape(shape, this.size, this.shape);
     const t = new Tensor(resolved, this.dtype, this.offset, this.persistent, this.owner ?? this);
     return t;
   }
 
-  /** A view of rows [start, end) along the first dimension. */
+  /** Returns a view of rows [start, end) along the first dimension. */
   rows(start: number, end: number): Tensor {
     const n = this.shape[0];
     if (!(0 <= start && start <= end && end <= n)) {
@@ -293,7 +293,7 @@ export class Tensor {
     return Array.from(this.toFloat32Array());
   }
 
-  /** The single value of a one-element tensor. */
+  /** Returns the single value of a one-element tensor. */
   item(): number {
     if (this.size !== 1)
       throw new Error(`Tensor.item: expected one element, got ${this.describe()}`);

@@ -55,8 +55,10 @@ export function checkpoint(
     }
     if (recomputed.needsGrad) backward(recomputed, gradOut);
 
-    // The recomputed activations and their gradients are freed here; only the input gradients
-    // are kept. An input that the output does not depend on gets a zero gradient.
+    // Only copies of the input gradients leave this backward. The recomputed activations are
+    // scratch tensors of the tape, freed when this op's backward returns, so the arena release
+    // below has nothing left to free. An input that the output does not depend on gets a zero
+    // gradient.
     const kept = keepAfterRelease(
       backwardMark,
       captured.filter((g): g is Tensor => g !== null),

@@ -23,8 +23,9 @@ export interface LinearCrossEntropyOptions extends CrossEntropyOptions {
 }
 
 // Default logits per chunk (f32 values, 64 MiB). Each chunk's GEMMs pack the whole weight again,
-// so larger chunks cost less time: going from 32 to 64 MiB saved about 6% of the CPU time for
-// GPT-2's vocabulary (512 rows, C 768, bf16 weight, 2 threads, on a shared 2-core machine).
+// so larger chunks cost less time. Going from 32 to 64 MiB saved about 6% of the CPU time for
+// GPT-2's vocabulary (512 rows, C 768, bf16 weight, 2 threads, measured on a shared 2-core
+// machine).
 const CHUNK_LOGITS = 16 * 1024 * 1024;
 
 /**
