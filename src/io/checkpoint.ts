@@ -23,6 +23,8 @@ export interface Checkpoint {
   has(name: string): boolean;
   info(name: string): TensorInfo;
   read(name: string): RawTensor;
+  /** Reads `target.byteLength` bytes of `name`'s data from byte `offset` into `target`. */
+  readInto(name: string, target: Uint8Array, offset?: number): void;
   close(): void;
 }
 
@@ -177,6 +179,7 @@ function makeCheckpoint(
     has: (name) => owner.has(storedName(name)),
     info: (name) => ({ ...fileOf(name).info(storedName(name)), name }),
     read: (name) => ({ ...fileOf(name).read(storedName(name)), name }),
+    readInto: (name, target, offset) => fileOf(name).readInto(storedName(name), target, offset),
     close: () => {
       for (const file of files.values()) file.close();
     },

@@ -94,22 +94,32 @@ function littleEndianView(data: Uint8Array): DataView {
  * dtypes, because integers and 8-bit floats are not weights this library computes with.
  */
 export function decodeToFloat32(data: Uint8Array, dtype: string, what = "tensor"): Float32Array {
+  const width = dtype === "F32" ? 4 : 2;
+  const out = new Float32Array(Math.floor(data.byteLength / width));
+  decodeFloat32Into(data, dtype, out, what);
+  return out;
+}
+
+/** Decodes F32, F16 or BF16 little-endian bytes into `out`, one value per element of `out`. */
+export function decodeFloat32Into(
+  data: Uint8Array,
+  dtype: string,
+  out: Float32Array,
+  what = "tensor",
+): void {
   const view = littleEndianView(data);
   if (dtype === "F32") {
-    const out = new Float32Array(data.byteLength / 4);
     for (let i = 0; i < out.length; i++) out[i] = view.getFloat32(i * 4, true);
-    return out;
+    return;
   }
   if (dtype === "BF16") {
-    const out = new Float32Array(data.byteLength / 2);
-    const bits = new Uint32Array(out.buffer);
+    const bits = new Uint32Array(out.buffer, out.byteOffset, out.length);
     for (let i = 0; i < out.length; i++) bits[i] = view.getUint16(i * 2, true) << 16;
-    return out;
+    return;
   }
   if (dtype === "F16") {
-    const out = new Float32Array(data.byteLength / 2);
     for (let i = 0; i < out.length; i++) out[i] = f16BitsToNumber(view.getUint16(i * 2, true));
-    return out;
+    return;
   }
   throw new Error(
     `decodeToFloat32: ${what} has dtype ${dtype}, expected F32, F16 or BF16. ` +

@@ -165,6 +165,23 @@ export class SafetensorsFile {
     return { name, dtype: info.dtype, shape: [...info.shape], data };
   }
 
+  /**
+   * Reads `target.byteLength` bytes of tensor `name`, starting `offset` bytes into its data,
+   * straight into `target` (which may be a view of the wasm memory), with no buffer between.
+   */
+  readInto(name: string, target: Uint8Array, offset = 0): void {
+    const info = this.info(name);
+    if (this.fd === null) fail(this.path, `readInto("${name}") after close()`, "Reopen the file");
+    const bytes = info.end - info.begin;
+    if (!Number.isInteger(offset) || offset < 0 || offset + target.byteLength > bytes) {
+      throw new Error(
+        `SafetensorsFile.readInto: ${this.path}: bytes ${offset}..${offset + target.byteLength} ` +
+          `are outside tensor "${name}" (${bytes} bytes)`,
+      );
+    }
+    readExactly(this.fd, target, this.dataStart + info.begin + offset, this.path);
+  }
+
   close(): void {
     if (this.fd !== null) closeSync(this.fd);
     this.fd = null;

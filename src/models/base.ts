@@ -5,12 +5,19 @@
 import {
   attention,
   crossEntropy,
+  isGradEnabled,
   linear,
   linearCrossEntropy,
   reshape,
   transpose,
   Tensor,
 } from "../engine/index.js";
+import {
+  closeScratchScope,
+  openScratchScope,
+  pinScratch,
+  releaseScratch,
+} from "../engine/tensor.js";
 import { KVCache } from "../generate/kv-cache.js";
 import type { Linear } from "../nn/linear.js";
 import { Module } from "../nn/module.js";
@@ -62,6 +69,46 @@ export function attend(
     keyMask: context.keyMask,
     keyLength,
   });
+}
+
+/**
+ * Runs the transformer blocks in order: x = step(blocks[i], x, i). Without a tape (generation,
+ * evaluation) each block runs in a scratch scope, so its intermediates are freed as soon as it
+ * returns and the pass holds one block's temporaries at a time instead of every layer's until
+ * endStep(). The last output lives until endStep(). With a tape the intermediates are saved for
+ * backward, so the blocks simply run in turn.
+ */
+export function runBlocks<B>(
+  blocks: readonly B[],
+  x: Tensor,
+  step: (block: B, x: Tensor, layer: number) => Tensor,
+): Tensor {
+  if (isGradEnabled()) {
+    blocks.forEach((block, i) => {
+      x = step(block, x, i);
+    });
+    return x;
+  }
+  // The previous block's output: a scratch tensor owned here, freed once the next block is done.
+  let owned: Tensor | null = null;
+  blocks.forEach((block, i) => {
+    const scope = openScratchScope();
+    let out: Tensor | null = null;
+    try {
+      out = step(block, x, i);
+    } finally {
+      closeScratchScope(scope, new Set(out === null ? [] : [out.base]));
+    }
+    if (owned !== null && owned !== out.base) releaseScratch(owned);
+    owned = out.base.isScratch ? out.base : null;
+    x = out;
+  });
+  if (owned !== null) {
+    // Released while pinned, it goes to the enclosing scope, or to endStep() when none is open.
+    pinScratch(owned);
+    releaseScratch(owned);
+  }
+  return x;
 }
 
 /** Shifts labels left by one ([B, T] → [B * T]) so position t is scored against labels[t + 1]. */

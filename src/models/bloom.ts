@@ -10,7 +10,7 @@ import { Module, ModuleList } from "../nn/module.js";
 import { LayerNorm } from "../nn/norm.js";
 import type { ModelConfig } from "../io/config.js";
 import type { WeightDType } from "../nn/param.js";
-import { attend, CausalLMBase, mergeHeads } from "./base.js";
+import { attend, CausalLMBase, mergeHeads, runBlocks } from "./base.js";
 import { boolOr, numberOr, requireDivisible, requireInt, type RawConfig } from "./config-fields.js";
 import { prepareForward, type ForwardContext } from "./context.js";
 import type { ForwardOptions, ModelDims } from "./types.js";
@@ -209,9 +209,7 @@ export class BloomForCausalLM extends CausalLMBase {
     const context = prepareForward("bloom.forward", inputIds, options);
     const { wordEmbeddings, embeddingNorm, h, lnF } = this.transformer;
     let x = embeddingNorm.forward(wordEmbeddings.forward(inputIds)); // [B, T, C]
-    h.items.forEach((block, i) => {
-      x = block.forward(x, context, i);
-    });
+    x = runBlocks(h.items, x, (block, hidden, i) => block.forward(hidden, context, i));
     context.cache?.commit();
     return lnF.forward(x);
   }

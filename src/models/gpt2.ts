@@ -10,7 +10,7 @@ import { Module, ModuleList } from "../nn/module.js";
 import { LayerNorm } from "../nn/norm.js";
 import type { ModelConfig } from "../io/config.js";
 import type { WeightDType } from "../nn/param.js";
-import { attend, CausalLMBase, mergeHeads } from "./base.js";
+import { attend, CausalLMBase, mergeHeads, runBlocks } from "./base.js";
 import {
   boolOr,
   numberOr,
@@ -200,9 +200,7 @@ export class GPT2LMHeadModel extends CausalLMBase {
     this.checkPositions(context.positions);
     const { wte, wpe, h, lnF } = this.transformer;
     let x = add(wte.forward(inputIds), wpe.forward(context.positions)); // [B, T, C]
-    h.items.forEach((block, i) => {
-      x = block.forward(x, context, i);
-    });
+    x = runBlocks(h.items, x, (block, hidden, i) => block.forward(hidden, context, i));
     context.cache?.commit();
     return lnF.forward(x);
   }

@@ -10,7 +10,7 @@ import { Module, ModuleList } from "../nn/module.js";
 import { RMSNorm } from "../nn/norm.js";
 import type { ModelConfig } from "../io/config.js";
 import type { WeightDType } from "../nn/param.js";
-import { attend, CausalLMBase, mergeHeads, splitHeads } from "./base.js";
+import { attend, CausalLMBase, mergeHeads, runBlocks, splitHeads } from "./base.js";
 import {
   boolOr,
   numberOr,
@@ -223,9 +223,7 @@ export class LlamaForCausalLM extends CausalLMBase {
     const context = prepareForward(`${this.modelType}.forward`, inputIds, options);
     this.checkSlidingWindow(context);
     let x = this.model.embedTokens.forward(inputIds); // [B, T, C]
-    this.model.layers.items.forEach((layer, i) => {
-      x = layer.forward(x, context, i);
-    });
+    x = runBlocks(this.model.layers.items, x, (layer, h, i) => layer.forward(h, context, i));
     context.cache?.commit();
     return this.model.norm.forward(x);
   }

@@ -4,7 +4,7 @@
 import { QuantizedTensor, type QuantKind, type Tensor } from "../engine/index.js";
 import type { SourceDType } from "../engine/quant.js";
 import type { Checkpoint } from "../io/checkpoint.js";
-import { decodeToFloat32 } from "../io/dtypes.js";
+import { decodeFloat32Into, isFloatDType, SAFETENSORS_DTYPE_BYTES } from "../io/dtypes.js";
 import { Linear } from "../nn/linear.js";
 import type { CausalLM } from "./types.js";
 
@@ -66,11 +66,28 @@ export function quantizingLoader(
   const byWeightPath = new Map<string, Linear>();
   for (const [path, linear] of quantizableLinears(model))
     byWeightPath.set(`${path}.weight`, linear);
+  // One file buffer and one f32 buffer, reused for every layer and grown for the largest, so
+  // loading leaves no per-layer garbage behind for the collector.
+  let bytes = new Uint8Array(0);
+  let floats = new Float32Array(0);
   return (path, target, checkpoint, stored) => {
     const linear = byWeightPath.get(path);
     if (linear === undefined || linear.weight !== target) return false;
-    const raw = checkpoint.read(stored);
-    const values = decodeToFloat32(raw.data, raw.dtype, `tensor "${stored}"`);
+    const info = checkpoint.info(stored);
+    if (!isFloatDType(info.dtype)) {
+      throw new Error(
+        `quantize: tensor "${stored}" is stored as ${info.dtype}; only F32, F16 and BF16 ` +
+          `weights can be quantized`,
+      );
+    }
+    const count = target.size;
+    const width = SAFETENSORS_DTYPE_BYTES[info.dtype];
+    if (bytes.byteLength < count * width) bytes = new Uint8Array(count * width);
+    if (floats.length < count) floats = new Float32Array(count);
+    const raw = bytes.subarray(0, count * width);
+    checkpoint.readInto(stored, raw);
+    const values = floats.subarray(0, count);
+    decodeFloat32Into(raw, info.dtype, values, `tensor "${stored}"`);
     const quantized = QuantizedTensor.quantize(
       kind,
       values,
@@ -78,7 +95,7 @@ export function quantizingLoader(
       linear.inFeatures,
       {
         layout: linear.layout,
-        sourceDtype: sourceDtypeOf(raw.dtype, target),
+        sourceDtype: sourceDtypeOf(info.dtype, target),
         name: path,
       },
     );

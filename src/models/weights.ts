@@ -13,7 +13,7 @@ import {
   type Checkpoint,
 } from "../io/checkpoint.js";
 import { readModelConfig } from "../io/config.js";
-import { decodeToFloat32 } from "../io/dtypes.js";
+import { decodeFloat32Into, isFloatDType, SAFETENSORS_DTYPE_BYTES } from "../io/dtypes.js";
 import { withUninitializedParameters, type WeightDType } from "../nn/param.js";
 import { quantizingLoader, type QuantizeSummary } from "./quantize.js";
 import { createModel } from "./registry.js";
@@ -197,20 +197,43 @@ function fileOf(checkpoint: Checkpoint, name: string): string {
   }
 }
 
-/** Reads tensor `name` and writes it into `target`, converting F32/BF16/F16 as needed. */
+// Elements converted per read when the stored dtype differs from the loaded one.
+const CONVERT_CHUNK = 1 << 20;
+
+/**
+ * Reads tensor `name` and writes it into `target`, converting F32/BF16/F16 as needed. Bytes of
+ * the same type go straight from the file into the wasm memory; a conversion reads and converts
+ * a chunk at a time. Either way the tensor never exists whole in JavaScript memory, so loading
+ * peaks at the model's own size.
+ */
 function copyInto(target: Tensor, checkpoint: Checkpoint, name: string): void {
-  const raw = checkpoint.read(name);
+  const stored = checkpoint.info(name).dtype;
   const sameType =
-    (raw.dtype === "F32" && target.dtype === "f32") ||
-    (raw.dtype === "BF16" && target.dtype === "bf16") ||
-    (raw.dtype === "F16" && target.dtype === "f16");
+    (stored === "F32" && target.dtype === "f32") ||
+    (stored === "BF16" && target.dtype === "bf16") ||
+    (stored === "F16" && target.dtype === "f16");
   if (sameType) {
-    target.bytes().set(raw.data);
+    checkpoint.readInto(name, target.bytes());
     return;
   }
-  const values = decodeToFloat32(raw.data, raw.dtype, `tensor "${name}"`);
-  if (target.dtype === "f32") target.f32().set(values);
-  else if (target.dtype === "bf16") encodeBf16(values, target.u16());
-  else if (target.dtype === "f16") encodeF16(values, target.u16());
-  else throw new Error(`loadWeights: cannot store tensor "${name}" as ${target.dtype}`);
+  if (!isFloatDType(stored) || target.dtype === "i32") {
+    throw new Error(
+      `loadWeights: cannot load tensor "${name}" stored as ${stored} into ${target.dtype}; ` +
+        `weights must be stored as F32, F16 or BF16`,
+    );
+  }
+  const width = SAFETENSORS_DTYPE_BYTES[stored];
+  const total = target.size;
+  const raw = new Uint8Array(Math.min(total, CONVERT_CHUNK) * width);
+  const values = new Float32Array(Math.min(total, CONVERT_CHUNK));
+  for (let start = 0; start < total; start += CONVERT_CHUNK) {
+    const n = Math.min(CONVERT_CHUNK, total - start);
+    const bytes = raw.subarray(0, n * width);
+    checkpoint.readInto(name, bytes, start * width);
+    const chunk = values.subarray(0, n);
+    decodeFloat32Into(bytes, stored, chunk, `tensor "${name}"`);
+    if (target.dtype === "f32") target.f32().set(chunk, start);
+    else if (target.dtype === "bf16") encodeBf16(chunk, target.u16().subarray(start, start + n));
+    else encodeF16(chunk, target.u16().subarray(start, start + n));
+  }
 }
