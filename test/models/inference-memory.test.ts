@@ -82,7 +82,7 @@ function tinyDir(family: TinyFamily, options: Parameters<typeof writeTinyModel>[
   return dir;
 }
 
-// A vocabulary of 40,000 × 32 channels makes the embedding 1.28M values, more than one read chunk.
+// 40,000 tokens × 32 channels: an embedding of 1.28M values, more than one read chunk.
 const BIG_VOCAB = { vocab_size: 40000 };
 
 function embeddingOf(model: CausalLM): Tensor {
@@ -91,7 +91,7 @@ function embeddingOf(model: CausalLM): Tensor {
   return found[1];
 }
 
-test("bf16 weights upcast to f32 across read chunks match a whole-tensor decode", () => {
+test("bf16 to f32 across read chunks", () => {
   const dir = tinyDir("llama", { dtype: "BF16", config: BIG_VOCAB });
   const stored = readSafetensors(join(dir, "model.safetensors")).tensors;
   const raw = stored.get("model.embed_tokens.weight");
@@ -101,7 +101,7 @@ test("bf16 weights upcast to f32 across read chunks match a whole-tensor decode"
   model.dispose();
 });
 
-test("f32 weights rounded to bf16 across read chunks match a whole-tensor rounding", () => {
+test("f32 to bf16 across read chunks", () => {
   const dir = tinyDir("llama", { config: BIG_VOCAB });
   const stored = readSafetensors(join(dir, "model.safetensors")).tensors;
   const raw = stored.get("model.embed_tokens.weight");
