@@ -14,12 +14,6 @@ import { trainRows, TRAIN_SPECS, type TrainMeasurement, type TrainOptions } from
 
 const VARIANTS: readonly QuantizeOption[] = ["none", "int8", "nf4"];
 
-// NOTE: train-smollm2's batch of 4 x 256 tokens runs out of the 4 GiB of wasm32 memory with f32
-// weights (its activations alone come close), with or without gradient checkpointing, so the
-// quantized comparison trains on 1 x 256 tokens. Activations then take a smaller share of the
-// peak than at batch 4.
-const TRAIN_BATCH = 1;
-
 /** Peak RSS targets relative to the f32 run. */
 const MEMORY_TARGETS: Partial<Record<QuantizeOption, number>> = { int8: 0.6, nf4: 0.4 };
 
@@ -47,9 +41,11 @@ async function runTrain(base: string, flags: BenchFlags): Promise<ComparedResult
   const modelDir = await ensureRandomCheckpoint(spec.model.random);
   const rows: ComparedResult[] = [];
   const measured: Measured[] = [];
+  // The batch of train-smollm2 (4 x 256), unless --batch overrides it.
+  const batch = flags.batch ?? spec.batch;
   for (const quantize of VARIANTS) {
     const label =
-      `quant-${base} ${variantName(quantize)} B=${TRAIN_BATCH} T=${spec.seqLen} r=${spec.r}` +
+      `quant-${base} ${variantName(quantize)} B=${batch} T=${spec.seqLen} r=${spec.r}` +
       (flags.gradientCheckpointing ? " gradient-checkpointing" : "");
     const options: TrainOptions = {
       label,
@@ -59,7 +55,7 @@ async function runTrain(base: string, flags: BenchFlags): Promise<ComparedResult
       alpha: spec.alpha,
       targets: spec.targets,
       fanInFanOut: spec.fanInFanOut,
-      batch: TRAIN_BATCH,
+      batch,
       seqLen: spec.seqLen,
       warmupSteps: flags.warmupSteps,
       steps: flags.steps,
