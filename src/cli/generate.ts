@@ -78,7 +78,9 @@ export const GENERATE_OPTIONS: OptionSpec[] = [
     name: "stop",
     type: "string",
     value: "<text>",
-    help: "Stop once the generated text contains this string.",
+    help:
+      "Stop once the generated text contains this string. The token that completes it is kept " +
+      "whole, so the text may run past the string to the end of that token.",
   },
   {
     name: "seed",

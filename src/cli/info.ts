@@ -10,7 +10,7 @@ import type { ModelDims } from "../models/types.js";
 import { QUANTIZE_OPTION } from "./quantize-option.js";
 import { formatHelp, parseOptions, type OptionSpec } from "./train-options.js";
 
-const USAGE = "tslora info --model <dir|id> [--quantize int8|nf4] [--json]";
+const USAGE = "tslora info --model <dir|id> [--dtype auto|f32|bf16] [--quantize int8|nf4] [--json]";
 const SUMMARY =
   "Prints a model's architecture, parameter count, stored dtype and the memory needed to " +
   "load it, without loading the weights.";

@@ -6,7 +6,7 @@
 // contains similar lengths and little padding, and cut into batches. Then the batches are
 // shuffled. A position (epoch, index) therefore restores the exact stream on resume.
 import { createRandom, shuffleInPlace } from "./random.js";
-import { IGNORE_INDEX, type TokenizedExample } from "./tokenize.js";
+import { IGNORE_INDEX, scoredLabels, type TokenizedExample } from "./tokenize.js";
 
 /** One padded batch, row-major [B, T]. */
 export interface Batch {
@@ -20,7 +20,7 @@ export interface Batch {
   seqLen: number;
   /** Indices of the batch's examples in the iterator's example list. */
   exampleIndices: number[];
-  /** Real tokens (attention mask 1) and tokens with a label other than -100. */
+  /** Real tokens (attention mask 1), and the tokens the loss scores (see scoredLabels). */
   tokens: number;
   learnedTokens: number;
 }
@@ -69,7 +69,7 @@ export function collate(
     labels.set(example.labels, row * T);
     attentionMask.fill(1, row * T, row * T + n);
     tokens += n;
-    for (const label of example.labels) if (label !== IGNORE_INDEX) learnedTokens++;
+    learnedTokens += scoredLabels(example.labels);
   });
   return {
     inputIds,

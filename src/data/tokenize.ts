@@ -69,7 +69,7 @@ export interface TokenizeReport {
   /** Origins of the first dropped samples (at most 10). */
   droppedOrigins: string[];
   maxLength: number;
-  /** Tokens over all examples, and tokens with a label other than -100. */
+  /** Tokens over all examples, and the tokens the loss scores (see scoredLabels). */
   tokens: number;
   learnedTokens: number;
 }
@@ -360,7 +360,7 @@ export function tokenizeSamples(
   let truncated = 0;
   for (const example of examples) {
     tokens += example.inputIds.length;
-    for (const label of example.labels) if (label !== IGNORE_INDEX) learnedTokens++;
+    learnedTokens += scoredLabels(example.labels);
     if (example.truncated) truncated++;
   }
   const report: TokenizeReport = {
@@ -374,4 +374,14 @@ export function tokenizeSamples(
     learnedTokens,
   };
   return { examples, report };
+}
+
+/**
+ * Counts the labels the loss scores: those other than -100 after the first position, because
+ * position t predicts token t + 1 and nothing predicts the first token.
+ */
+export function scoredLabels(labels: ArrayLike<number>): number {
+  let count = 0;
+  for (let i = 1; i < labels.length; i++) if (labels[i] !== IGNORE_INDEX) count++;
+  return count;
 }

@@ -51,8 +51,9 @@ test("collate pads on the right", () => {
     assert.ok(batch.attentionMask.subarray(row * T + n, (row + 1) * T).every((m) => m === 0));
   });
   assert.equal(batch.tokens, examples[2].inputIds.length + examples[0].inputIds.length);
+  // The loss scores labels after the first position of each row.
   const learned = [examples[2], examples[0]]
-    .flatMap((e) => [...e.labels])
+    .flatMap((e) => [...e.labels].slice(1))
     .filter((l) => l !== IGNORE_INDEX);
   assert.equal(batch.learnedTokens, learned.length);
 });
