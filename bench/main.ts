@@ -57,7 +57,9 @@ async function main(argv: string[]): Promise<number> {
 }
 
 function formatResult(r: BenchResult): string {
-  const value = r.value >= 100 ? r.value.toFixed(0) : r.value.toFixed(1);
+  // Ratios need two decimals: a target of 0.4x must not read as met at 0.44x.
+  const digits = r.unit === "x" ? 2 : r.value >= 100 ? 0 : 1;
+  const value = r.value.toFixed(digits);
   return `${r.name.padEnd(56)} ${value.padStart(8)} ${r.unit}${r.note ? `  (${r.note})` : ""}`;
 }
 

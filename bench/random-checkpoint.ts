@@ -8,6 +8,7 @@ import { join } from "node:path";
 import { SINGLE_FILE } from "../src/io/checkpoint.js";
 import { readModelConfig } from "../src/io/config.js";
 import { writeSafetensors, type TensorToWrite } from "../src/io/safetensors.js";
+import { encodeBf16 } from "../src/engine/tensor.js";
 import { createModel } from "../src/models/index.js";
 import { runInChild } from "./process.js";
 
@@ -32,6 +33,27 @@ export const BENCH_MODELS = {
     eos_token_id: 0,
     initializer_range: 0.02,
     torch_dtype: "float32",
+  },
+  // The same, stored in bf16 as the published checkpoint is: loading it as bf16, or quantizing
+  // it, keeps the embedding in bf16 as the published model would.
+  "smollm2-135m-bf16": {
+    architectures: ["LlamaForCausalLM"],
+    model_type: "llama",
+    hidden_size: 576,
+    intermediate_size: 1536,
+    num_hidden_layers: 30,
+    num_attention_heads: 9,
+    num_key_value_heads: 3,
+    vocab_size: 49152,
+    max_position_embeddings: 8192,
+    rms_norm_eps: 1e-5,
+    rope_theta: 100000,
+    hidden_act: "silu",
+    tie_word_embeddings: true,
+    bos_token_id: 0,
+    eos_token_id: 0,
+    initializer_range: 0.02,
+    torch_dtype: "bfloat16",
   },
   // The configuration of openai-community/gpt2 (124M parameters).
   "gpt2-124m": {
@@ -109,7 +131,8 @@ export function hasRandomCheckpoint(model: BenchModelName, dir = randomCheckpoin
 }
 
 /**
- * Writes config.json and model.safetensors (f32) with random weights for `model` into `dir` and
+ * Writes config.json and model.safetensors (f32, or bf16 when the config's torch_dtype says
+ * bfloat16) with random weights for `model` into `dir` and
  * returns `dir`. Matrices and embeddings are uniform with standard deviation initializer_range,
  * 1-D weights (norm scales) are 1 and biases 0, so activations stay finite at any depth. The
  * values depend only on `seed`. Building the model to list its parameters allocates it once
@@ -127,6 +150,7 @@ export function writeRandomCheckpoint(
   const built = createModel(config, "bf16");
   const uniform = uniformSource(seed);
   const bound = raw.initializer_range * Math.sqrt(3);
+  const storeBf16 = raw.torch_dtype === "bfloat16";
 
   const tensors: TensorToWrite[] = built.namedParameters().map(([name, parameter]) => {
     const shape = [...parameter.shape];
@@ -135,6 +159,11 @@ export function writeRandomCheckpoint(
       for (let i = 0; i < values.length; i++) values[i] = (2 * uniform() - 1) * bound;
     } else if (name.endsWith(".weight")) {
       values.fill(1);
+    }
+    if (storeBf16) {
+      const bits = new Uint16Array(values.length);
+      encodeBf16(values, bits);
+      return { name, dtype: "BF16", shape, data: new Uint8Array(bits.buffer) };
     }
     const data = new Uint8Array(values.buffer, values.byteOffset, values.byteLength);
     return { name, dtype: "F32", shape, data };
