@@ -10,6 +10,7 @@ import { setThreads } from "../kernels/pool.js";
 import { loadAdapter } from "../lora/adapter-io.js";
 import { parseQuantizeOption } from "../engine/quant.js";
 import { loadModel, type LoadDType } from "../models/index.js";
+import { resolveMaxLength } from "./context-length.js";
 import { readSplits, resolveTemplate, tokenizeSplit } from "./train-data.js";
 import { EVAL_OPTIONS, formatHelp, parseOptions, UsageError } from "./train-options.js";
 
@@ -85,7 +86,7 @@ export async function runEval(argv: readonly string[]): Promise<number> {
   print(`model: ${dir}${adapter === null ? " (no adapter)" : `, adapter ${adapter}`}`);
   print(`data: ${splits.source.description}, split ${split}: ${samples.length} samples`);
 
-  const maxLength = Number(values["max-length"]);
+  const maxLength = resolveMaxLength("eval", dir, values);
   const tokenized = tokenizeSplit(split, samples, tokenizer, {
     maxLength,
     maskPrompt: values["mask-prompt"] === true,

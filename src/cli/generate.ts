@@ -4,6 +4,9 @@ import { resolve } from "node:path";
 import { generateText } from "../generate/text.js";
 import { setThreads } from "../kernels/pool.js";
 import { parseQuantizeOption } from "../engine/quant.js";
+import type { ModelConfig } from "../io/config.js";
+import type { TextTokenizer } from "../io/tokenizer.js";
+import { contextLength } from "./context-length.js";
 import { QUANTIZE_OPTION } from "./quantize-option.js";
 import { loadModel, type LoadDType } from "../models/index.js";
 import {
@@ -143,6 +146,29 @@ function checkGenerateValues(values: OptionValues): void {
   }
 }
 
+/**
+ * Prints a warning on stderr when the prompt and the new tokens together exceed the context length
+ * that the model reports, because the model was not trained on positions past it.
+ */
+function warnAboveContext(
+  config: ModelConfig,
+  tokenizer: TextTokenizer,
+  prompt: string,
+  maxNewTokens: number,
+): void {
+  const context = contextLength(config);
+  if (context === null) return;
+  // generateText encodes the prompt the same way.
+  const promptTokens = tokenizer.encode(prompt, { addSpecialTokens: true }).length;
+  if (promptTokens + maxNewTokens > context) {
+    process.stderr.write(
+      `tslora generate: warning: the prompt (${promptTokens} tokens) plus --max-new-tokens ` +
+        `${maxNewTokens} exceed the model's context length of ${context} tokens; text past ` +
+        `that length is unreliable, so shorten the prompt or lower --max-new-tokens\n`,
+    );
+  }
+}
+
 /** Runs `tslora generate` with the arguments after the verb; resolves to the exit status. */
 export async function runGenerate(argv: readonly string[]): Promise<number> {
   const values = parseOptions("generate", argv, GENERATE_OPTIONS);
@@ -163,6 +189,7 @@ export async function runGenerate(argv: readonly string[]): Promise<number> {
   }
 
   const prompt = String(values.prompt);
+  warnAboveContext(model.config, tokenizer, prompt, Number(values["max-new-tokens"]));
   process.stdout.write(prompt);
   const start = performance.now();
   const result = generateText(model, tokenizer, prompt, {

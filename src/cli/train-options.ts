@@ -21,11 +21,21 @@ export interface OptionSpec {
   min?: number;
   /** Largest accepted value for numbers. */
   max?: number;
-  /** Whether min and max themselves are rejected (an open interval). */
-  exclusive?: boolean;
+  /** Value that numbers must be above (an exclusive lower bound). */
+  above?: number;
+  /** Value that numbers must be below (an exclusive upper bound). */
+  below?: number;
 }
 
 export type OptionValues = Record<string, string | number | boolean | undefined>;
+
+/** The names of the options that parseOptions filled with their defaults, per result. */
+const defaulted = new WeakMap<OptionValues, Set<string>>();
+
+/** Returns true when the option `name` was not on the command line and has its default value. */
+export function isDefaultValue(values: OptionValues, name: string): boolean {
+  return defaulted.get(values)?.has(name) ?? false;
+}
 
 const DATA_HELP =
   "a SQuAD JSON file (v1.1 or v2.0), a JSONL file ({text}, {prompt, completion} or " +
@@ -53,9 +63,8 @@ const DATA_OPTIONS: OptionSpec[] = [
     type: "number",
     value: "<fraction>",
     default: 0.1,
-    min: 0,
-    max: 1,
-    exclusive: true,
+    above: 0,
+    below: 1,
     help: "Share of --data held out for validation when --val-data is absent. Whole SQuAD articles (or JSONL groups) stay on one side, so at least one article is held out.",
   },
   {
@@ -76,8 +85,9 @@ const DATA_OPTIONS: OptionSpec[] = [
     type: "integer",
     value: "<tokens>",
     default: 512,
+    defaultText: "512, or the model's context length when that is smaller",
     min: 2,
-    help: "Maximum tokens per example, EOS included; longer SQuAD contexts are shortened around the answer.",
+    help: "Maximum tokens per example, EOS included; longer SQuAD contexts are shortened around the answer. At most the model's context length (max_position_embeddings).",
   },
   {
     name: "seed",
@@ -151,6 +161,7 @@ export const TRAIN_OPTIONS: OptionSpec[] = [
     type: "number",
     value: "<epochs>",
     default: 1,
+    above: 0,
     help: "Passes over the training data, used when --steps is absent.",
   },
   {
@@ -158,6 +169,7 @@ export const TRAIN_OPTIONS: OptionSpec[] = [
     type: "number",
     value: "<rate>",
     default: 2e-4,
+    above: 0,
     help: "Peak learning rate. 2e-4 is the usual LoRA rate for models of 100M parameters and up; tiny models (under 10M, such as TinyStories-656K) learn faster at 1e-3.",
   },
   {
@@ -181,6 +193,8 @@ export const TRAIN_OPTIONS: OptionSpec[] = [
     type: "number",
     value: "<fraction>",
     default: 0,
+    min: 0,
+    max: 1,
     help: "Final learning rate of the cosine or linear decay, as a fraction of --lr.",
   },
   {
@@ -188,6 +202,7 @@ export const TRAIN_OPTIONS: OptionSpec[] = [
     type: "number",
     value: "<rate>",
     default: 0,
+    min: 0,
     help: "AdamW decoupled weight decay on the LoRA weights (PEFT's Trainer default is 0).",
   },
   {
@@ -195,6 +210,7 @@ export const TRAIN_OPTIONS: OptionSpec[] = [
     type: "number",
     value: "<norm>",
     default: 1,
+    min: 0,
     help: "Clip the gradient's L2 norm to this value; 0 disables clipping.",
   },
   { name: "r", type: "integer", value: "<rank>", default: 8, min: 1, help: "LoRA rank." },
@@ -203,6 +219,7 @@ export const TRAIN_OPTIONS: OptionSpec[] = [
     type: "number",
     value: "<alpha>",
     default: 16,
+    above: 0,
     help: "LoRA alpha; the update is scaled by alpha / r (2 with the defaults).",
   },
   {
@@ -210,6 +227,8 @@ export const TRAIN_OPTIONS: OptionSpec[] = [
     type: "number",
     value: "<p>",
     default: 0.05,
+    min: 0,
+    below: 1,
     help: "Dropout probability on the LoRA path during training.",
   },
   {
@@ -377,6 +396,8 @@ export function parseOptions(
   if (raw.help === true) return null;
 
   const values: OptionValues = {};
+  const fromDefaults = new Set<string>();
+  defaulted.set(values, fromDefaults);
   const missing: string[] = [];
   for (const spec of specs) {
     let value: string | number | boolean | undefined;
@@ -386,6 +407,9 @@ export function parseOptions(
     } else {
       const text = raw[spec.name] as string | undefined;
       value = text === undefined ? spec.default : convert(verb, spec, text);
+    }
+    if (raw[spec.name] === undefined && raw[`no-${spec.name}`] === undefined) {
+      fromDefaults.add(spec.name);
     }
     if (value === undefined && spec.required) missing.push(`--${spec.name}`);
     values[spec.name] = value;
@@ -440,16 +464,24 @@ function convert(verb: string, spec: OptionSpec, text: string): string | number 
   if (spec.type === "integer" && !Number.isInteger(value)) {
     throw new UsageError(`${where} must be a whole number, got "${text}"`);
   }
-  if (spec.exclusive && spec.min !== undefined && spec.max !== undefined) {
-    if (!(value > spec.min && value < spec.max)) {
-      throw new UsageError(`${where} must be above ${spec.min} and below ${spec.max}, got ${text}`);
-    }
-  }
-  if (spec.min !== undefined && value < spec.min) {
-    throw new UsageError(`${where} must be >= ${spec.min}, got ${text}`);
-  }
-  if (spec.max !== undefined && value > spec.max) {
-    throw new UsageError(`${where} must be at most ${spec.max}, got ${text}`);
+  const tooLow =
+    (spec.min !== undefined && value < spec.min) ||
+    (spec.above !== undefined && value <= spec.above);
+  const tooHigh =
+    (spec.max !== undefined && value > spec.max) ||
+    (spec.below !== undefined && value >= spec.below);
+  if (tooLow || tooHigh) {
+    throw new UsageError(`${where} must be ${describeRange(spec)}, got ${text}`);
   }
   return value;
+}
+
+/** Describes the accepted range of a number option, for example ">= 0 and below 1". */
+function describeRange(spec: OptionSpec): string {
+  const parts: string[] = [];
+  if (spec.above !== undefined) parts.push(`above ${spec.above}`);
+  else if (spec.min !== undefined) parts.push(`>= ${spec.min}`);
+  if (spec.below !== undefined) parts.push(`below ${spec.below}`);
+  else if (spec.max !== undefined) parts.push(`at most ${spec.max}`);
+  return parts.join(" and ");
 }

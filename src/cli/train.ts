@@ -1,7 +1,9 @@
-// `tslora train`: LoRA fine-tuning from the command line. Every input is read and checked before
-// the output folder is touched, so a bad option or dataset leaves no half-written output.
+// `tslora train`: LoRA fine-tuning from the command line. Options are checked and the output
+// folder is created before the data and model are loaded. A run that fails before its first
+// step removes the folder it created, so a bad option or dataset leaves no half-written output.
 import { existsSync, readdirSync, rmSync, statSync } from "node:fs";
-import { makeFolder } from "../io/folders.js";
+import { checkWritableFolder, makeFolder } from "../io/folders.js";
+import { resolveModelDir } from "../io/hub.js";
 import { join, resolve } from "node:path";
 import { Rng } from "../engine/random.js";
 import { writeFileAtomic } from "../io/atomic.js";
@@ -15,6 +17,7 @@ import { LATEST_FILE } from "../train/checkpoint-store.js";
 import { fineTune } from "../train/fine-tune.js";
 import type { ScheduleKind } from "../train/schedule.js";
 import { NonFiniteLossError } from "../train/trainer.js";
+import { resolveMaxLength } from "./context-length.js";
 import { readSplits, resolveTemplate, tokenizeSplit } from "./train-data.js";
 import {
   formatHelp,
@@ -72,6 +75,43 @@ function num(values: OptionValues, name: string): number | undefined {
   return v === undefined ? undefined : Number(v);
 }
 
+/**
+ * Rejects combinations of option values that the per-option ranges let through, before anything
+ * is loaded.
+ */
+function checkTrainValues(values: OptionValues): void {
+  const steps = num(values, "steps");
+  const warmup = num(values, "warmup");
+  if (steps !== undefined && warmup !== undefined && warmup > steps) {
+    throw new UsageError(
+      `tslora train: --warmup ${warmup} is more than the ${steps} training steps (--steps); ` +
+        `lower --warmup or raise --steps`,
+    );
+  }
+  const targets = str(values, "target-modules");
+  if (targets !== undefined && targets.split(",").some((name) => name.trim() === "")) {
+    throw new UsageError(
+      `tslora train: --target-modules must be comma-separated module names such as ` +
+        `q_proj,v_proj, or all-linear, got "${targets}"`,
+    );
+  }
+}
+
+/**
+ * Creates --out (when missing) and checks that it is writable. Returns the outermost folder that
+ * was created, or null when --out existed.
+ */
+function prepareOutputFolder(out: string): string | null {
+  let created: string | null;
+  try {
+    created = makeFolder(out);
+    checkWritableFolder(out);
+  } catch (err) {
+    throw new Error(`--out ${out}: ${(err as Error).message}`);
+  }
+  return created;
+}
+
 /** Runs `tslora train` with the arguments after the verb; resolves to the exit status. */
 export async function runTrain(argv: readonly string[]): Promise<number> {
   const values = parseOptions("train", argv, TRAIN_OPTIONS);
@@ -79,9 +119,31 @@ export async function runTrain(argv: readonly string[]): Promise<number> {
     console.log(formatHelp(USAGE, SUMMARY, TRAIN_OPTIONS));
     return 0;
   }
+  checkTrainValues(values);
   const out = resolve(String(values.out));
   const resume = values.resume === true;
   checkOutputFolder(out, resume);
+  const createdFolder = prepareOutputFolder(out);
+  let started = false;
+  try {
+    return await trainInto(values, out, () => (started = true));
+  } catch (err) {
+    // A run that failed before its first step leaves no folder that it created.
+    if (!started && createdFolder !== null) rmSync(createdFolder, { recursive: true, force: true });
+    throw err;
+  }
+}
+
+/**
+ * Loads the data and model and trains into the checked folder `out`. Calls `onStepDone` after
+ * each optimizer step.
+ */
+async function trainInto(
+  values: OptionValues,
+  out: string,
+  onStepDone: () => void,
+): Promise<number> {
+  const resume = values.resume === true;
   const threads = num(values, "threads");
   if (threads !== undefined) setThreads(threads);
 
@@ -101,13 +163,15 @@ export async function runTrain(argv: readonly string[]): Promise<number> {
     bytesBefore: 0,
     bytesAfter: 0,
   };
-  const { model, tokenizer, dir } = await loadModel(String(values.model), {
+  const modelDir = await resolveModelDir(String(values.model));
+  const maxLength = resolveMaxLength("train", modelDir, values);
+  const { model, tokenizer, dir } = await loadModel(modelDir, {
     dtype: String(values.dtype) as LoadDType,
     quantize: parseQuantizeOption(String(values.quantize)),
     quantizeSummary,
   });
   const tokenizeOptions = {
-    maxLength: Number(values["max-length"]),
+    maxLength,
     maskPrompt: values["mask-prompt"] === true,
     template,
   };
@@ -122,7 +186,10 @@ export async function runTrain(argv: readonly string[]): Promise<number> {
     Math.max(1, Math.ceil((batchesPerEpoch * Number(values.epochs)) / gradAccum));
   const warmup = num(values, "warmup") ?? Math.floor(0.05 * steps);
   if (warmup > steps) {
-    throw new UsageError(`--warmup ${warmup} is more than the ${steps} training steps`);
+    throw new UsageError(
+      `tslora train: --warmup ${warmup} is more than the ${steps} training steps that ` +
+        `--epochs ${String(values.epochs)} gives; lower --warmup or set --steps`,
+    );
   }
   const maxGradNorm = Number(values["max-grad-norm"]);
   const targets = str(values, "target-modules");
@@ -188,7 +255,6 @@ export async function runTrain(argv: readonly string[]): Promise<number> {
   );
   log(trainableParametersReport(model));
 
-  makeFolder(out);
   rmSync(join(out, METRICS_FILE), { force: true });
   writeFileAtomic(join(out, TRAIN_CONFIG_FILE), JSON.stringify(settings, null, 2) + "\n");
 
@@ -228,6 +294,7 @@ export async function runTrain(argv: readonly string[]): Promise<number> {
       gradientCheckpointing: values["grad-checkpointing"] === true,
       settings,
       signal: controller.signal,
+      onStep: () => onStepDone(),
       log,
     });
     if (result.reason === "aborted") {

@@ -20,8 +20,10 @@ export class ChatRenderer {
     if (source === null || source === undefined) {
       throw new Error(
         "ChatRenderer: the tokenizer has no chat template (no chat_template in " +
-          "tokenizer_config.json and no chat_template.jinja), so messages cannot be rendered; " +
-          "pass a chat template, or convert the data to prompt/completion or text lines",
+          "tokenizer_config.json and no chat_template.jinja), so messages cannot be rendered. " +
+          "Add a chat_template field to tokenizer_config.json or a chat_template.jinja file to " +
+          'the model folder, convert the data to {"prompt", "completion"} or {"text"} lines, ' +
+          "or, from the library, pass the chatTemplate option of tokenizeSamples",
       );
     }
     try {

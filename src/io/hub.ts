@@ -2,7 +2,7 @@
 // hub-cache.ts), so both tools share downloads. Settings come from the options, else from the
 // environment (see hub-settings.ts).
 import { existsSync, mkdirSync, statSync } from "node:fs";
-import { join, resolve } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import { INDEX_FILE, SINGLE_FILE, readShardIndex } from "./checkpoint.js";
 import {
   type RepoType,
@@ -247,10 +247,13 @@ async function revisionOrCachedSnapshot(
   }
 }
 
-async function downloadModel(s: HubSettings, repo: string, revision: string): Promise<string> {
-  const info = await revisionOrCachedSnapshot(s, repo, revision);
-  if ("cachedDir" in info) return info.cachedDir;
-
+/** Downloads the model files of a revision whose commit and file list `info` holds. */
+async function downloadModel(
+  s: HubSettings,
+  repo: string,
+  revision: string,
+  info: RevisionInfo,
+): Promise<string> {
   const available = new Set(info.files);
   if (!available.has("config.json")) {
     throw new Error(
@@ -284,6 +287,35 @@ async function downloadModel(s: HubSettings, repo: string, revision: string): Pr
 }
 
 /**
+ * Returns true when `idOrPath` can only be meant as a local path: it starts with "/", "./",
+ * "../" or "~", has more than one "/" before any "@revision", or names a folder inside an
+ * existing local folder.
+ */
+function looksLikePath(idOrPath: string): boolean {
+  if (/^(\.{1,2}[/\\]|[/\\]|~)/.test(idOrPath)) return true;
+  const repoPart = idOrPath.split("@")[0];
+  if (repoPart.split("/").length > 2) return true;
+  return idOrPath.includes("/") && existsSync(dirname(resolve(idOrPath)));
+}
+
+/** Builds the error for a missing local folder, followed by why the Hub lookup failed, if tried. */
+function folderNotFoundError(idOrPath: string, hubError: unknown): Error {
+  const folder = resolve(idOrPath);
+  let message = `hub: model folder ${folder} not found`;
+  if (idOrPath.startsWith("~")) {
+    message += ` (Node does not expand "~"; give the path without it or let the shell expand it)`;
+  }
+  if (hubError === null) {
+    return new Error(`${message}. Give an existing model folder or a Hub id such as "owner/name"`);
+  }
+  const reason = hubError instanceof Error ? hubError.message : String(hubError);
+  message += `. Looking up "${idOrPath}" as a Hub model id failed too: ${reason}`;
+  return hubError instanceof HubError
+    ? new HubError(hubError.kind, message, hubError.status)
+    : new Error(message);
+}
+
+/**
  * Returns a local model folder: `idOrPath` itself when it is a folder, else the snapshot of
  * Hub model "owner/name[@revision]" in the cache, after downloading its config, tokenizer
  * files and safetensors weights (never pickle .bin files).
@@ -295,20 +327,26 @@ export async function resolveModelDir(idOrPath: string, opts: HubOptions = {}): 
     }
     return resolve(idOrPath);
   }
-  const repoPart = idOrPath.split("@")[0];
-  if (/^(\.{1,2}|~)?[/\\]/.test(idOrPath) || repoPart.split("/").length > 2) {
-    throw new Error(
-      `hub: folder ${idOrPath} not found. Give an existing model folder or a Hub id ` +
-        `such as "owner/name"`,
-    );
-  }
+  if (looksLikePath(idOrPath)) throw folderNotFoundError(idOrPath, null);
+
+  // An error up to the revision lookup means that the id may be a mistyped local path, so it
+  // also reports the missing folder. Download errors after the lookup concern the Hub only.
   const s = resolveHubSettings(opts);
-  const { repo, revision } = parseRepoId(idOrPath);
-  if (s.offline) return cachedSnapshot(s, repo, revision);
-  if (isCommitHash(revision)) {
-    // A snapshot at a fixed commit never changes, so a complete one needs no request.
-    const dir = snapshotDir(repoCacheDir(s.cacheDir, repo, "model"), revision);
-    if (existsSync(dir) && missingFromSnapshot(dir).length === 0) return dir;
+  let repo: string;
+  let revision: string;
+  let info: RevisionInfo | { cachedDir: string };
+  try {
+    ({ repo, revision } = parseRepoId(idOrPath));
+    if (s.offline) return cachedSnapshot(s, repo, revision);
+    if (isCommitHash(revision)) {
+      // A snapshot at a fixed commit never changes, so a complete one needs no request.
+      const dir = snapshotDir(repoCacheDir(s.cacheDir, repo, "model"), revision);
+      if (existsSync(dir) && missingFromSnapshot(dir).length === 0) return dir;
+    }
+    info = await revisionOrCachedSnapshot(s, repo, revision);
+  } catch (err) {
+    throw folderNotFoundError(idOrPath, err);
   }
-  return downloadModel(s, repo, revision);
+  if ("cachedDir" in info) return info.cachedDir;
+  return downloadModel(s, repo, revision, info);
 }

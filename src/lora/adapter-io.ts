@@ -3,8 +3,8 @@
 // {"format": "pt"}, tensors in the safetensors library's order). Loading is strict: every
 // problem of a file against the model is reported in one error, where PEFT only warns and runs
 // the base model.
-import { existsSync, readFileSync } from "node:fs";
-import { join } from "node:path";
+import { existsSync, readFileSync, statSync } from "node:fs";
+import { dirname, join } from "node:path";
 import { writeFileAtomic } from "../io/atomic.js";
 import { makeFolder } from "../io/folders.js";
 import { decodeToFloat32 } from "../io/dtypes.js";
@@ -85,6 +85,13 @@ export interface LoadAdapterOptions {
 
 /** Reads and validates an adapter folder's adapter_config.json. */
 export function readAdapterConfig(dir: string): LoraConfig {
+  if (existsSync(dir) && !statSync(dir).isDirectory()) {
+    throw new Error(
+      `loadAdapter: ${dir} is a file, but an adapter is a folder with ${ADAPTER_CONFIG_FILE} ` +
+        `and ${ADAPTER_WEIGHTS_FILE}; pass its folder ${dirname(dir)} as the adapter path ` +
+        `(--adapter on the command line)`,
+    );
+  }
   const path = join(dir, ADAPTER_CONFIG_FILE);
   if (!existsSync(path)) {
     throw new Error(
@@ -193,12 +200,16 @@ export function loadAdapter(
     const all = [...problems, ...match.problems];
     let hint = problems.length > 0 ? `\n${moduleList}` : "";
     hint += rankHint(config, [...tensors.values()]);
-    if (config.base_model_name_or_path !== null) {
-      hint += `\nadapter_config.json names the base model "${config.base_model_name_or_path}".`;
-    }
+    // The base model comes first: an adapter of another model is the usual cause, and the
+    // per-tensor lines after it can be many.
+    const baseModel =
+      config.base_model_name_or_path === null
+        ? ""
+        : ` adapter_config.json names the base model "${config.base_model_name_or_path}"; ` +
+          `check that the adapter was trained on the model being loaded.`;
     const count = all.length === 1 ? "1 problem" : `${all.length} problems`;
     throw new Error(
-      `loadAdapter: ${dir} does not fit the model (${count}):\n` +
+      `loadAdapter: ${dir} does not fit the model (${count}).${baseModel}\n` +
         `  - ${all.join("\n  - ")}${hint}`,
     );
   }

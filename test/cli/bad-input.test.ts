@@ -432,6 +432,24 @@ describe("adapter folders", () => {
     assertAdapterError(dir, /adapter_model\.safetensors: .*truncated/);
   });
 
+  test("adapter of another model names its base first", () => {
+    const other = fixture("models/TinyStories-656K");
+    const run = tslora(["generate", "--model", other, "--adapter", adapter, "--prompt", "Once"]);
+    assertError(run, 1, /\(20 problems\)/);
+    const firstLine = run.stderr.split("\n")[0];
+    assert.match(firstLine, /names the base model ".*stories260K"/);
+  });
+
+  test("adapter weights file instead of the folder", () => {
+    const file = join(adapter, "adapter_model.safetensors");
+    assertAdapterError(
+      file,
+      /adapter_model\.safetensors is a file/,
+      new RegExp(`pass its folder ${adapter.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&")} as`),
+      /--adapter on the command line/,
+    );
+  });
+
   test("target module the model lacks", () => {
     const dir = copyFolder(adapter, "adapter-o-proj");
     editJson(join(dir, "adapter_config.json"), (c) => (c.target_modules = ["q_proj", "o_proj"]));
@@ -445,7 +463,11 @@ describe("option values", () => {
     { name: "--lr abc", args: ["--lr", "abc"], error: /--lr must be a number, got "abc"/ },
     { name: "--steps=-1", args: ["--steps=-1"], error: /--steps must be >= 1, got -1/ },
     { name: "--steps 1.5", args: ["--steps", "1.5"], error: /--steps must be a whole number/ },
-    { name: "--threads 0", args: ["--threads", "0"], error: /--threads must be >= 1, got 0/ },
+    {
+      name: "--threads 0",
+      args: ["--threads", "0"],
+      error: /--threads must be >= 1 and at most 256, got 0/,
+    },
     { name: "--threads abc", args: ["--threads", "abc"], error: /--threads must be a number/ },
     { name: "--r 0", args: ["--r", "0"], error: /--r must be >= 1, got 0/ },
     { name: "--schedule", args: ["--schedule", "x"], error: /--schedule must be one of cosine/ },
@@ -464,12 +486,52 @@ describe("option values", () => {
     {
       name: "--threads 1000",
       args: ["--threads", "1000"],
-      error: /--threads must be at most 256/,
+      error: /--threads must be >= 1 and at most 256, got 1000/,
     },
     {
       name: "--val-fraction 1.5",
       args: ["--val-fraction", "1.5"],
       error: /--val-fraction must be/,
+    },
+    { name: "--alpha 0", args: ["--alpha", "0"], error: /--alpha must be above 0, got 0/ },
+    { name: "--alpha -2", args: ["--alpha", "-2"], error: /--alpha must be above 0, got -2/ },
+    { name: "--lr 0", args: ["--lr", "0"], error: /^tslora train: --lr must be above 0, got 0$/m },
+    { name: "--epochs 0", args: ["--epochs", "0"], error: /--epochs must be above 0, got 0/ },
+    {
+      name: "--dropout 1",
+      args: ["--dropout", "1"],
+      error: /--dropout must be >= 0 and below 1, got 1/,
+    },
+    {
+      name: "--dropout -0.1",
+      args: ["--dropout", "-0.1"],
+      error: /--dropout must be >= 0 and below 1, got -0.1/,
+    },
+    {
+      name: "--weight-decay -0.01",
+      args: ["--weight-decay", "-0.01"],
+      error: /--weight-decay must be >= 0, got -0.01/,
+    },
+    { name: "--warmup -1", args: ["--warmup", "-1"], error: /--warmup must be >= 0, got -1/ },
+    {
+      name: "--warmup above --steps",
+      args: ["--warmup", "5"],
+      error: /--warmup 5 is more than the 1 training steps \(--steps\); lower --warmup/,
+    },
+    {
+      name: "--max-grad-norm -1",
+      args: ["--max-grad-norm", "-1"],
+      error: /--max-grad-norm must be >= 0, got -1/,
+    },
+    {
+      name: "--min-lr-ratio 2",
+      args: ["--min-lr-ratio", "2"],
+      error: /--min-lr-ratio must be >= 0 and at most 1, got 2/,
+    },
+    {
+      name: "empty --target-modules name",
+      args: ["--target-modules", "q_proj,,v_proj"],
+      error: /--target-modules must be comma-separated module names/,
     },
   ];
   for (const c of cases) {
@@ -513,6 +575,68 @@ describe("option values", () => {
       assertError(run, 2, c.error);
     });
   }
+
+  test("train --max-length above the context", () => {
+    const out = freshPath("out");
+    const run = tslora([...trainArgs(data, out), "--max-length", "2048"]);
+    assertError(
+      run,
+      2,
+      /--max-length 2048 is above the context length of the model \(512 tokens/,
+      /stories260K\/config\.json\); pass --max-length 512 or less/,
+    );
+    assert.equal(existsSync(out), false, "--out was left behind");
+  });
+
+  test("eval --max-length above the context", () => {
+    const run = tslora([
+      "eval",
+      "--model",
+      model,
+      "--data",
+      data,
+      "--val-fraction",
+      "0.25",
+      "--max-length",
+      "513",
+    ]);
+    assert.equal(run.status, 2, run.stderr);
+    assert.match(run.stderr, /--max-length 513 is above the context length of the model/);
+    assert.match(run.stderr, /pass --max-length 512 or less/);
+  });
+
+  test("train default --max-length follows a short context", () => {
+    const dir = copyFolder(model, "context-64");
+    editJson(join(dir, "config.json"), (c) => (c.max_position_embeddings = 64));
+    const out = freshPath("out");
+    const run = tslora([...trainArgs(data, out, dir), "--eval-every", "0"]);
+    assert.equal(run.status, 0, run.stderr);
+    const config = JSON.parse(readFileSync(join(out, "train_config.json"), "utf8")) as {
+      maxLength: number;
+    };
+    assert.equal(config.maxLength, 64);
+  });
+
+  test("generate warns about a prompt past the context", () => {
+    const prompt = "Once upon a time ".repeat(150);
+    const run = tslora(
+      ["generate", "--model", model, "--prompt", prompt, "--max-new-tokens", "2"],
+      30_000,
+    );
+    assert.equal(run.status, 0, run.stderr);
+    const warnings = run.stderr.split("\n").filter((line) => line.includes("warning"));
+    assert.equal(warnings.length, 1, run.stderr);
+    assert.match(
+      warnings[0],
+      /the prompt \(\d+ tokens\) plus --max-new-tokens 2 exceed the model's context length of 512 tokens/,
+    );
+  });
+
+  test("generate within the context does not warn", () => {
+    const run = tslora(["generate", "--model", model, "--prompt", "Once", "--max-new-tokens", "2"]);
+    assert.equal(run.status, 0, run.stderr);
+    assert.doesNotMatch(run.stderr, /warning/);
+  });
 
   test("eval --max-new-tokens above --max-length", () => {
     const squad = fixture("data/squad/squad1.1-style-dev-first5articles.json");
@@ -573,6 +697,31 @@ describe("output folders", () => {
       assertError(run, 1, /\/proc\/tslora-test/);
     },
   );
+
+  test("train checks --out before the model", { skip: !linux && "needs Linux procfs" }, () => {
+    const missingModel = join(work, "no-such-model-for-out");
+    const run = tslora(trainArgs(data, "/proc/tslora-test/run", missingModel), 15_000);
+    assertError(run, 1, /--out \/proc\/tslora-test\/run: cannot create folder \/proc\/tslora-test/);
+    assert.doesNotMatch(run.stderr, /no-such-model-for-out/);
+  });
+
+  test("train removes --out after a late failure", () => {
+    const chat = writeText(
+      "chat.jsonl",
+      Array.from({ length: 8 }, () =>
+        JSON.stringify({
+          messages: [
+            { role: "user", content: "Hi" },
+            { role: "assistant", content: "Hello" },
+          ],
+        }),
+      ).join("\n") + "\n",
+    );
+    const parent = freshPath("late-failure");
+    const run = tslora(trainArgs(chat, join(parent, "run")));
+    assertError(run, 1, /no chat template/);
+    assert.equal(existsSync(parent), false, "the created parent of --out was left behind");
+  });
 
   test("train restarts a run with no checkpoint", {}, () => {
     const out = freshPath("no-checkpoint");

@@ -193,7 +193,15 @@ test("chat requires a chat template", () => {
   assert.equal(gpt2.chatTemplate, null);
   assert.throws(
     () => tokenizeSamples([chatSample(conversation)], gpt2, { maxLength: 512 }),
-    /the tokenizer has no chat template .* pass a chat template, or convert the data/,
+    (err: Error) => {
+      assert.match(err.message, /the tokenizer has no chat template/);
+      assert.match(err.message, /Add a chat_template field to tokenizer_config\.json/);
+      assert.match(err.message, /chat_template\.jinja file to the model folder/);
+      assert.match(err.message, /convert the data to \{"prompt", "completion"\} or \{"text"\}/);
+      assert.match(err.message, /pass the chatTemplate option of tokenizeSamples/);
+      assert.doesNotMatch(err.message, /pass a chat template/);
+      return true;
+    },
   );
 });
 

@@ -5,6 +5,7 @@ import assert from "node:assert/strict";
 import {
   existsSync,
   lstatSync,
+  mkdirSync,
   mkdtempSync,
   readFileSync,
   readdirSync,
@@ -256,6 +257,44 @@ test("missing file and repository give 404 errors", async () => {
     /HTTP 404 RevisionNotFound/,
   );
   assert.deepEqual(walk(join(repoDir(), "blobs")), []);
+});
+
+test("mistyped local path is not looked up", async () => {
+  const work = mkdtempSync(join(tmpdir(), "tslora-hub-local-"));
+  mkdirSync(join(work, "models"));
+  const previous = process.cwd();
+  process.chdir(work);
+  try {
+    const cases = ["models/TinyStories-65K", "./TinyStories-65K", "a/b/c", "~/models/x"];
+    for (const id of cases) {
+      await assert.rejects(resolveModelDir(id, options()), (err: Error) => {
+        assert.match(err.message, /^hub: model folder \/\S+ not found/, id);
+        assert.ok(err.message.includes(join(work, id)), `${id}: ${err.message}`);
+        assert.doesNotMatch(err.message, /Hub model id failed/, id);
+        return true;
+      });
+    }
+  } finally {
+    process.chdir(previous);
+  }
+  assert.deepEqual(server.requests, []);
+});
+
+test("failed Hub lookup also reports the missing folder", async () => {
+  await assert.rejects(resolveModelDir("tiny/absent", options()), (err: HubError) => {
+    assert.equal(err.kind, "not-found");
+    const folder = join(process.cwd(), "tiny/absent");
+    assert.ok(err.message.startsWith(`hub: model folder ${folder} not found. `), err.message);
+    assert.match(err.message, /Looking up "tiny\/absent" as a Hub model id failed too: .*HTTP 401/);
+    return true;
+  });
+  const dead = options({ endpoint: await closedLoopbackEndpoint() });
+  await assert.rejects(resolveModelDir("owner/name", dead), (err: HubError) => {
+    assert.equal(err.kind, "network");
+    assert.match(err.message, /^hub: model folder \S+owner\/name not found\. Looking up/);
+    assert.match(err.message, /failed: .*ECONNREFUSED/);
+    return true;
+  });
 });
 
 test("renamed repository follows the redirect", async () => {
