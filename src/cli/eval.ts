@@ -2,7 +2,7 @@
 // for SQuAD data the exact match and F1 of greedily generated answers, optionally side by side
 // with the base model's answers.
 import { resolve } from "node:path";
-import type { FieldsSample } from "../data/types.js";
+import type { FieldsSample, Sample } from "../data/types.js";
 import { compareWithBase, formatComparison } from "../eval/compare.js";
 import { evaluateLoss } from "../eval/loss.js";
 import { evaluateSquad, squadPrompts } from "../eval/squad.js";
@@ -11,8 +11,21 @@ import { loadAdapter } from "../lora/adapter-io.js";
 import { parseQuantizeOption } from "../engine/quant.js";
 import { loadModel, type LoadDType } from "../models/index.js";
 import { resolveMaxLength } from "./context-length.js";
-import { readSplits, resolveTemplate, tokenizeSplit } from "./train-data.js";
-import { EVAL_OPTIONS, formatHelp, parseOptions, UsageError } from "./train-options.js";
+import {
+  readSplits,
+  resolveTemplate,
+  tokenizeSplit,
+  type DataSource,
+  type DataSplits,
+} from "./train-data.js";
+import { applyRunSplitSettings, readRunConfig, warnQuantizeMismatch } from "./run-config.js";
+import {
+  EVAL_OPTIONS,
+  formatHelp,
+  parseCommandLine,
+  UsageError,
+  type OptionValues,
+} from "./train-options.js";
 
 const USAGE = "tslora eval --model <dir|id> --data <path|id> [--adapter <dir>] [options]";
 const SUMMARY =
@@ -39,24 +52,71 @@ function progressPrinter(what: string): (answered: number, total: number) => voi
   };
 }
 
+/** The options that only SQuAD data uses, because they control the generated answers. */
+const SQUAD_ONLY_OPTIONS = ["max-new-tokens", "max-questions", "compare-base", "samples"];
+
+/**
+ * Rejects the SQuAD-only options given for other data, and for SQuAD data a --max-new-tokens
+ * that leaves no room for the prompt.
+ */
+function checkGenerationOptions(
+  kind: DataSource["kind"],
+  values: OptionValues,
+  given: ReadonlySet<string>,
+  maxLengthFromRun = false,
+): void {
+  if (kind !== "squad") {
+    const squadOnly = SQUAD_ONLY_OPTIONS.filter((name) => given.has(name));
+    if (squadOnly.length === 0) return;
+    throw new UsageError(
+      `${squadOnly.map((name) => `--${name}`).join(", ")} ` +
+        `${squadOnly.length === 1 ? "needs" : "need"} SQuAD-style data (questions with gold ` +
+        `answers), but --data ${String(values.data)} is ${kind} data, for which eval scores ` +
+        `loss and perplexity only; leave out these options`,
+    );
+  }
+  const maxNewTokens = Number(values["max-new-tokens"]);
+  const maxLength = Number(values["max-length"]);
+  if (maxNewTokens >= maxLength) {
+    throw new UsageError(
+      `--max-new-tokens ${maxNewTokens} leaves no room for the prompt within ` +
+        `--max-length ${maxLength}${maxLengthFromRun ? ", the training run's" : ""}; lower ` +
+        `--max-new-tokens or raise --max-length`,
+    );
+  }
+}
+
+/** Returns the samples of `split` ("train", "validation" or "all") and the files they come from. */
+function selectSplit(splits: DataSplits, split: string): { samples: Sample[]; files: string[] } {
+  const { source, train, validation, validationSource } = splits;
+  // With --val-data or a data folder's validation file, the validation split has its own file.
+  if (split === "train") return { samples: train, files: [source.description] };
+  if (split === "validation") return { samples: validation, files: [validationSource] };
+  return {
+    samples: [...train, ...validation],
+    files: [...new Set([source.description, validationSource])],
+  };
+}
+
 /** Runs `tslora eval` with the arguments after the verb; resolves to the exit status. */
 export async function runEval(argv: readonly string[]): Promise<number> {
-  const values = parseOptions("eval", argv, EVAL_OPTIONS);
-  if (values === null) {
+  const parsed = parseCommandLine("eval", argv, EVAL_OPTIONS);
+  if (parsed === null) {
     console.log(formatHelp(USAGE, SUMMARY, EVAL_OPTIONS));
     return 0;
   }
+  const { values, given } = parsed;
   if (Number(values["compare-base"]) > 0 && values.adapter === undefined) {
     throw new UsageError("--compare-base needs --adapter: it compares the base model with it");
   }
-  const maxNewTokensOption = Number(values["max-new-tokens"]);
-  const maxLengthOption = Number(values["max-length"]);
-  if (maxNewTokensOption >= maxLengthOption) {
-    throw new UsageError(
-      `--max-new-tokens ${maxNewTokensOption} leaves no room for the prompt within ` +
-        `--max-length ${maxLengthOption}; lower --max-new-tokens or raise --max-length`,
-    );
-  }
+  const warn = (message: string) => process.stderr.write(`tslora eval: warning: ${message}\n`);
+  const adapter = values.adapter === undefined ? null : resolve(String(values.adapter));
+  const runConfig = adapter === null ? null : readRunConfig(adapter, warn);
+  const runSettings =
+    runConfig === null ? null : applyRunSplitSettings(runConfig, values, given, warn);
+  const quantize = parseQuantizeOption(String(values.quantize));
+  warnQuantizeMismatch(runConfig, quantize, warn);
+
   if (values.threads !== undefined) setThreads(Number(values.threads));
   const templateArg = values.template === undefined ? undefined : String(values.template);
   const template = resolveTemplate(templateArg);
@@ -68,23 +128,24 @@ export async function runEval(argv: readonly string[]): Promise<number> {
     seed,
     template,
   });
+  checkGenerationOptions(
+    splits.source.kind,
+    values,
+    given,
+    runSettings?.takenOptions.has("max-length"),
+  );
   const split = String(values.split);
-  const samples =
-    split === "train"
-      ? splits.train
-      : split === "validation"
-        ? splits.validation
-        : [...splits.train, ...splits.validation];
+  const { samples, files } = selectSplit(splits, split);
 
   const { model, tokenizer, dir } = await loadModel(String(values.model), {
     dtype: String(values.dtype) as LoadDType,
-    quantize: parseQuantizeOption(String(values.quantize)),
+    quantize,
   });
-  const adapter = values.adapter === undefined ? null : resolve(String(values.adapter));
   if (adapter !== null) loadAdapter(model, adapter);
   const print = (line: string) => process.stdout.write(line + "\n");
   print(`model: ${dir}${adapter === null ? " (no adapter)" : `, adapter ${adapter}`}`);
-  print(`data: ${splits.source.description}, split ${split}: ${samples.length} samples`);
+  if (runSettings?.line) print(runSettings.line);
+  print(`data: ${files.join(" and ")}, split ${split}: ${samples.length} samples`);
 
   const maxLength = resolveMaxLength("eval", dir, values);
   const tokenized = tokenizeSplit(split, samples, tokenizer, {

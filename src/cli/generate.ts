@@ -8,6 +8,7 @@ import type { ModelConfig } from "../io/config.js";
 import type { TextTokenizer } from "../io/tokenizer.js";
 import { contextLength } from "./context-length.js";
 import { QUANTIZE_OPTION } from "./quantize-option.js";
+import { readRunConfig, warnQuantizeMismatch } from "./run-config.js";
 import { loadModel, type LoadDType } from "../models/index.js";
 import {
   formatHelp,
@@ -35,7 +36,7 @@ export const GENERATE_OPTIONS: OptionSpec[] = [
     name: "adapter",
     type: "string",
     value: "<dir>",
-    help: "PEFT LoRA adapter folder to apply (adapter_config.json, adapter_model.safetensors).",
+    help: "PEFT LoRA adapter folder to apply (adapter_config.json, adapter_model.safetensors). When it holds a `tslora train` run's train_config.json (in the folder, or two levels up for a checkpoints/step-N folder), a --quantize other than the run's gets a warning.",
   },
   {
     name: "max-new-tokens",
@@ -178,14 +179,21 @@ export async function runGenerate(argv: readonly string[]): Promise<number> {
   }
   checkGenerateValues(values);
   if (values.threads !== undefined) setThreads(Number(values.threads));
+  const quantize = parseQuantizeOption(String(values.quantize));
+  const adapter = values.adapter === undefined ? null : resolve(String(values.adapter));
+  if (adapter !== null) {
+    const warn = (message: string) =>
+      process.stderr.write(`tslora generate: warning: ${message}\n`);
+    warnQuantizeMismatch(readRunConfig(adapter, warn), quantize, warn);
+  }
   const { model, tokenizer } = await loadModel(String(values.model), {
     dtype: String(values.dtype) as LoadDType,
-    quantize: parseQuantizeOption(String(values.quantize)),
+    quantize,
   });
-  if (values.adapter !== undefined) {
+  if (adapter !== null) {
     // Imported here so that plain generation does not load the LoRA code.
     const { loadAdapter } = await import("../lora/adapter-io.js");
-    loadAdapter(model, resolve(String(values.adapter)));
+    loadAdapter(model, adapter);
   }
 
   const prompt = String(values.prompt);

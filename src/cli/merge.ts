@@ -5,6 +5,7 @@ import { resolveModelDir } from "../io/hub.js";
 import { mergeCheckpoint } from "../lora/merge-checkpoint.js";
 import { parseQuantizeOption } from "../engine/quant.js";
 import { QUANTIZE_OPTION } from "./quantize-option.js";
+import { readRunConfig, warnMergeQuantizeMismatch } from "./run-config.js";
 import { formatHelp, parseOptions, type OptionSpec } from "./train-options.js";
 
 const USAGE =
@@ -46,7 +47,9 @@ const MERGE_OPTIONS: OptionSpec[] = [
     help:
       "The quantization the adapter was trained with (train --quantize). The block Linear " +
       "weights are quantized and decoded before merging, so the output is the base the adapter " +
-      "saw, stored in the checkpoint's dtype.",
+      "saw, stored in the checkpoint's dtype. When --adapter holds a `tslora train` run's " +
+      "train_config.json (in the folder, or two levels up for a checkpoints/step-N folder), a " +
+      "value other than the run's gets a warning.",
   },
 ];
 
@@ -57,13 +60,17 @@ export async function runMerge(argv: readonly string[]): Promise<number> {
     console.log(formatHelp(USAGE, SUMMARY, MERGE_OPTIONS));
     return 0;
   }
+  const adapterDir = resolve(String(values.adapter));
+  const quantize = parseQuantizeOption(String(values.quantize));
+  const warn = (message: string) => process.stderr.write(`tslora merge: warning: ${message}\n`);
+  warnMergeQuantizeMismatch(readRunConfig(adapterDir, warn), quantize, warn);
   const modelDir = await resolveModelDir(String(values.model));
   const summary = mergeCheckpoint({
     modelDir,
-    adapterDir: resolve(String(values.adapter)),
+    adapterDir,
     outDir: String(values.out),
     force: values.force === true,
-    quantize: parseQuantizeOption(String(values.quantize)),
+    quantize,
   });
   console.log(
     `merged ${summary.mergedWeights} weights` +

@@ -1,6 +1,7 @@
 // Data preparation shared by `tslora train` and `tslora eval`: reads --data (and --val-data),
 // splits off validation by article or group, and tokenizes both sides with one template.
 import { existsSync, readdirSync, statSync } from "node:fs";
+import type { LoadedDataset } from "../data/hub-dataset.js";
 import { loadDataset } from "../data/load.js";
 import { splitByGroup } from "../data/split.js";
 import { parseTemplate, SQUAD_TEMPLATE, type PromptTemplate } from "../data/template.js";
@@ -16,6 +17,8 @@ export interface DataSource {
   samples: Sample[];
   /** A validation file found beside the training file (valid.jsonl in a data folder). */
   validation: Sample[] | null;
+  /** The validation file's name, format and sample count, when `validation` is set. */
+  validationDescription: string | null;
   /** Every gold answer by question id (SQuAD only), for exact match and F1. */
   answersById: Map<string, string[]>;
   /** One line for the resolved-config printout. */
@@ -50,23 +53,28 @@ export async function readDataSource(
   const loaded = await loadDataset(arg, { fields });
   const isFolder = existsSync(arg) && statSync(arg).isDirectory();
   const hasValidation = isFolder && readdirSync(arg).some((f) => VALIDATION_FILES.includes(f));
-  const validation = hasValidation
-    ? (await loadDataset(arg, { fields, split: "validation" })).samples
+  const validationSet = hasValidation
+    ? await loadDataset(arg, { fields, split: "validation" })
     : null;
   const answersById = new Map(
     (loaded.questions ?? []).map((q) => [q.id, q.answers.map((a) => a.text)]),
   );
+  return {
+    kind: loaded.questions !== null ? "squad" : "jsonl",
+    samples: loaded.samples,
+    validation: validationSet?.samples ?? null,
+    validationDescription: validationSet === null ? null : describeDataset(validationSet),
+    answersById,
+    description: describeDataset(loaded),
+  };
+}
+
+function describeDataset(loaded: LoadedDataset): string {
   const skipped =
     loaded.skippedImpossible > 0
       ? `, ${loaded.skippedImpossible} impossible questions skipped`
       : "";
-  return {
-    kind: loaded.questions !== null ? "squad" : "jsonl",
-    samples: loaded.samples,
-    validation,
-    answersById,
-    description: `${loaded.files.join(", ")} (${loaded.format}, ${loaded.samples.length} samples${skipped})`,
-  };
+  return `${loaded.files.join(", ")} (${loaded.format}, ${loaded.samples.length} samples${skipped})`;
 }
 
 export interface DataSplits {
@@ -75,6 +83,8 @@ export interface DataSplits {
   validation: Sample[];
   /** Description of the validation samples, for the printout. */
   validationDescription: string;
+  /** The file (name, format, sample count) that the validation samples come from. */
+  validationSource: string;
 }
 
 /** Reads --data and --val-data and separates the validation samples. */
@@ -94,6 +104,7 @@ export async function readSplits(options: {
       train: source.samples,
       validation: val.samples,
       validationDescription: val.description,
+      validationSource: val.description,
     };
   }
   if (source.validation !== null) {
@@ -102,6 +113,7 @@ export async function readSplits(options: {
       train: source.samples,
       validation: source.validation,
       validationDescription: "valid.jsonl of the data folder",
+      validationSource: source.validationDescription ?? source.description,
     };
   }
   const { train, validation } = splitByGroup(source.samples, {
@@ -115,6 +127,7 @@ export async function readSplits(options: {
     train,
     validation,
     validationDescription: `${validation.length} samples in ${groups.length} group(s) held out (${shown})`,
+    validationSource: source.description,
   };
 }
 

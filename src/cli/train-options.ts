@@ -3,6 +3,7 @@
 // checks values, and the help formatter. Defaults are defined here once.
 import { parseArgs } from "node:util";
 import { QUANTIZE_OPTION } from "./quantize-option.js";
+import { SPLIT_SETTINGS } from "./run-config.js";
 
 export type OptionType = "string" | "number" | "integer" | "boolean";
 
@@ -270,14 +271,26 @@ export const TRAIN_OPTIONS: OptionSpec[] = [
   },
 ];
 
+const RUN_DEFAULT_OPTIONS = new Set(SPLIT_SETTINGS.map((setting) => setting.option));
+
+/** Returns eval's form of a data option, whose default may come from the training run. */
+function evalDataOption(spec: OptionSpec): OptionSpec {
+  if (spec.required || !RUN_DEFAULT_OPTIONS.has(spec.name)) return spec;
+  const fallback = spec.defaultText ?? String(spec.default);
+  return {
+    ...spec,
+    defaultText: `the training run's value when --adapter has a train_config.json, else ${fallback}`,
+  };
+}
+
 export const EVAL_OPTIONS: OptionSpec[] = [
-  ...DATA_OPTIONS,
+  ...DATA_OPTIONS.map(evalDataOption),
   {
     name: "adapter",
     type: "string",
     value: "<dir>",
     defaultText: "none: the base model is evaluated",
-    help: "PEFT adapter folder to evaluate (a `tslora train` --out folder works).",
+    help: "PEFT adapter folder to evaluate. A `tslora train` --out folder, or one of its checkpoints/step-N folders, also supplies the run's train_config.json: its --seed, --val-fraction, --val-data, --template, --mask-prompt and --max-length become the defaults, options given with other values get a warning, and so does a --quantize other than the run's.",
   },
   {
     name: "split",
@@ -285,7 +298,7 @@ export const EVAL_OPTIONS: OptionSpec[] = [
     value: "<split>",
     default: "validation",
     choices: ["validation", "train", "all"],
-    help: "Which part of --data to evaluate; use the --val-fraction and --seed of the training run. --val-data, when given, is the validation split.",
+    help: "Which part of --data to evaluate. --val-data, when given, is the validation split. Without a train_config.json in --adapter, pass the --val-fraction and --seed of the training run to score its held-out data.",
   },
   {
     name: "batch-size",
@@ -301,7 +314,7 @@ export const EVAL_OPTIONS: OptionSpec[] = [
     value: "<tokens>",
     default: 32,
     min: 1,
-    help: "Maximum tokens generated per SQuAD answer; generation also stops at a newline or EOS.",
+    help: "Maximum tokens generated per SQuAD answer; generation also stops at a newline or EOS. SQuAD data only.",
   },
   {
     name: "max-questions",
@@ -309,7 +322,7 @@ export const EVAL_OPTIONS: OptionSpec[] = [
     value: "<n>",
     min: 1,
     defaultText: "all",
-    help: "Evaluate SQuAD EM/F1 on the first n questions only.",
+    help: "Evaluate SQuAD EM/F1 on the first n questions only. SQuAD data only.",
   },
   {
     name: "compare-base",
@@ -317,7 +330,7 @@ export const EVAL_OPTIONS: OptionSpec[] = [
     value: "<n>",
     default: 0,
     min: 0,
-    help: "Print the base model's and the adapted model's answers side by side for n questions, with EM/F1 for both.",
+    help: "Print the base model's and the adapted model's answers side by side for n questions, with EM/F1 for both. SQuAD data only.",
   },
   {
     name: "samples",
@@ -325,7 +338,7 @@ export const EVAL_OPTIONS: OptionSpec[] = [
     value: "<n>",
     default: 5,
     min: 0,
-    help: "Number of predicted answers printed beside the gold ones after the scores.",
+    help: "Number of predicted SQuAD answers printed beside the gold ones after the scores. SQuAD data only.",
   },
 ];
 
@@ -376,6 +389,18 @@ export function parseOptions(
   argv: readonly string[],
   specs: readonly OptionSpec[],
 ): OptionValues | null {
+  return parseCommandLine(verb, argv, specs)?.values ?? null;
+}
+
+/**
+ * Parses `argv` like parseOptions and also returns the names of the options given on the
+ * command line (a --no- form counts as its option), so a caller can tell them from defaults.
+ */
+export function parseCommandLine(
+  verb: string,
+  argv: readonly string[],
+  specs: readonly OptionSpec[],
+): { values: OptionValues; given: Set<string> } | null {
   const config: Record<string, { type: "string" | "boolean" }> = { help: { type: "boolean" } };
   for (const spec of specs) {
     config[spec.name] = { type: spec.type === "boolean" ? "boolean" : "string" };
@@ -396,10 +421,10 @@ export function parseOptions(
   if (raw.help === true) return null;
 
   const values: OptionValues = {};
-  const fromDefaults = new Set<string>();
-  defaulted.set(values, fromDefaults);
+  const given = new Set<string>();
   const missing: string[] = [];
   for (const spec of specs) {
+    if (raw[spec.name] !== undefined || raw[`no-${spec.name}`] !== undefined) given.add(spec.name);
     let value: string | number | boolean | undefined;
     if (spec.type === "boolean") {
       if (raw[`no-${spec.name}`] === true) value = false;
@@ -407,9 +432,6 @@ export function parseOptions(
     } else {
       const text = raw[spec.name] as string | undefined;
       value = text === undefined ? spec.default : convert(verb, spec, text);
-    }
-    if (raw[spec.name] === undefined && raw[`no-${spec.name}`] === undefined) {
-      fromDefaults.add(spec.name);
     }
     if (value === undefined && spec.required) missing.push(`--${spec.name}`);
     values[spec.name] = value;
@@ -420,7 +442,8 @@ export function parseOptions(
         `Run tslora ${verb} --help.`,
     );
   }
-  return values;
+  defaulted.set(values, new Set(specs.map((s) => s.name).filter((name) => !given.has(name))));
+  return { values, given };
 }
 
 /**

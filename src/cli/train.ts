@@ -18,6 +18,7 @@ import { fineTune } from "../train/fine-tune.js";
 import type { ScheduleKind } from "../train/schedule.js";
 import { NonFiniteLossError } from "../train/trainer.js";
 import { resolveMaxLength } from "./context-length.js";
+import { TRAIN_CONFIG_FILE } from "./run-config.js";
 import { readSplits, resolveTemplate, tokenizeSplit } from "./train-data.js";
 import {
   formatHelp,
@@ -30,7 +31,6 @@ import {
 const USAGE = "tslora train --model <dir|id> --data <path|id> --out <dir> [options]";
 const SUMMARY = "Fine-tunes a LoRA adapter on a causal language model and saves it in PEFT format.";
 
-export const TRAIN_CONFIG_FILE = "train_config.json";
 const METRICS_FILE = "metrics.jsonl";
 
 /** Checks --out before anything is written: it must be a folder, and a new run needs it empty. */

@@ -9,6 +9,7 @@ import { runTrain } from "../../src/cli/train.js";
 import {
   EVAL_OPTIONS,
   formatHelp,
+  parseCommandLine,
   parseOptions,
   TRAIN_OPTIONS,
 } from "../../src/cli/train-options.js";
@@ -131,4 +132,37 @@ test("eval help lists every option with its default", () => {
       spec.required || spec.default !== undefined || spec.defaultText !== undefined;
     assert.ok(hasDefault, `--${spec.name} states a default or is required`);
   }
+});
+
+/** Returns the --help paragraph of option `name` with its lines joined by single spaces. */
+function helpParagraph(help: string, name: string): string {
+  const paragraphs = help.split(/\n(?= {2}--)/);
+  const found = paragraphs.find((p) => new RegExp(`^ {2}--${name}[ \n]`).test(p));
+  assert.ok(found !== undefined, `no --${name} in the help`);
+  return found.replace(/\s+/g, " ").trim();
+}
+
+test("eval help names the run's defaults", () => {
+  const help = formatHelp("tslora eval", "summary", EVAL_OPTIONS);
+  const runDefault = "Default: the training run's value when --adapter has a train_config.json";
+  for (const name of ["seed", "val-fraction", "val-data", "template", "mask-prompt"]) {
+    assert.ok(helpParagraph(help, name).includes(runDefault), name);
+  }
+  assert.ok(helpParagraph(help, "max-length").includes(`${runDefault}, else 512`));
+  assert.ok(helpParagraph(help, "seed").endsWith(`${runDefault}, else 42.`));
+  assert.ok(helpParagraph(help, "samples").includes("SQuAD data only."));
+  assert.ok(helpParagraph(help, "adapter").includes("train_config.json"));
+});
+
+test("parseCommandLine lists the given options", () => {
+  const parsed = parseCommandLine(
+    "eval",
+    ["--model", "m", "--data", "d", "--seed", "42", "--no-mask-prompt"],
+    EVAL_OPTIONS,
+  );
+  assert.ok(parsed !== null);
+  assert.deepEqual([...parsed.given].sort(), ["data", "mask-prompt", "model", "seed"]);
+  // Defaults are filled in but not listed as given.
+  assert.equal(parsed.values["val-fraction"], 0.1);
+  assert.equal(parsed.values["mask-prompt"], false);
 });
