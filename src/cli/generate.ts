@@ -12,6 +12,7 @@ import { readRunConfig, warnQuantizeMismatch } from "./run-config.js";
 import { loadModel, type LoadDType } from "../models/index.js";
 import {
   formatHelp,
+  isDefaultValue,
   parseOptions,
   UsageError,
   type OptionSpec,
@@ -197,12 +198,21 @@ export async function runGenerate(argv: readonly string[]): Promise<number> {
   }
 
   const prompt = String(values.prompt);
+  const temperature = Number(values.temperature);
+  const sampling = ["top-k", "top-p"].filter((name) => !isDefaultValue(values, name));
+  if (temperature === 0 && sampling.length > 0) {
+    process.stderr.write(
+      `tslora generate: warning: ${sampling.map((n) => `--${n}`).join(" and ")} only apply ` +
+        `when sampling; with --temperature 0 decoding is greedy. Pass --temperature 0.7 (or ` +
+        `another value above 0) to sample.\n`,
+    );
+  }
   warnAboveContext(model.config, tokenizer, prompt, Number(values["max-new-tokens"]));
   process.stdout.write(prompt);
   const start = performance.now();
   const result = generateText(model, tokenizer, prompt, {
     maxNewTokens: Number(values["max-new-tokens"]),
-    temperature: Number(values.temperature),
+    temperature,
     topK: Number(values["top-k"]),
     topP: Number(values["top-p"]),
     repetitionPenalty: Number(values["repetition-penalty"]),

@@ -126,7 +126,9 @@ export async function readSplits(options: {
     source,
     train,
     validation,
-    validationDescription: `${validation.length} samples in ${groups.length} group(s) held out (${shown})`,
+    validationDescription:
+      `${plural(validation.length, "sample")} in ${plural(groups.length, "group")} held out ` +
+      `(${shown})`,
     validationSource: source.description,
   };
 }
@@ -147,4 +149,9 @@ export function tokenizeSplit(
     `${name} set: ${report.examples} examples, ${report.tokens} tokens (${report.learnedTokens} ` +
     `learned), ${report.truncated} truncated to ${report.maxLength} tokens${dropped}`;
   return { examples, report, line };
+}
+
+/** Returns "1 sample" or "3 samples". */
+function plural(count: number, noun: string): string {
+  return `${count} ${noun}${count === 1 ? "" : "s"}`;
 }

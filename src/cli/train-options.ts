@@ -413,10 +413,12 @@ export function parseCommandLine(
       options: config,
       strict: true,
       allowPositionals: false,
+      tokens: true,
     });
   } catch (err) {
     throw new UsageError(`tslora ${verb}: ${(err as Error).message}. Run tslora ${verb} --help.`);
   }
+  rejectRepeated(verb, parsed.tokens ?? []);
   const raw = parsed.values as Record<string, string | boolean | undefined>;
   if (raw.help === true) return null;
 
@@ -444,6 +446,26 @@ export function parseCommandLine(
   }
   defaulted.set(values, new Set(specs.map((s) => s.name).filter((name) => !given.has(name))));
   return { values, given };
+}
+
+/**
+ * Throws when an option is given more than once (its --no- form counts as the option), because
+ * silently keeping the last value hides a typo or a copy-paste slip.
+ */
+function rejectRepeated(verb: string, tokens: ReturnType<typeof parseArgs>["tokens"] & object) {
+  const seen = new Map<string, string[]>();
+  for (const token of tokens) {
+    if (token.kind !== "option") continue;
+    const name = token.name.startsWith("no-") ? token.name.slice(3) : token.name;
+    const written = token.value === undefined ? token.rawName : `${token.rawName} ${token.value}`;
+    seen.set(name, [...(seen.get(name) ?? []), written]);
+  }
+  const repeated = [...seen.entries()].filter(([, uses]) => uses.length > 1);
+  if (repeated.length === 0) return;
+  const listed = repeated.map(([name, uses]) => `--${name} (${uses.join(", ")})`).join("; ");
+  throw new UsageError(
+    `tslora ${verb}: option given more than once: ${listed}. Give each option once.`,
+  );
 }
 
 /**

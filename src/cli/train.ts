@@ -165,6 +165,11 @@ async function trainInto(
   };
   const modelDir = await resolveModelDir(String(values.model));
   const maxLength = resolveMaxLength("train", modelDir, values);
+  // Loading a 100M-parameter model takes seconds, so say what is happening (on stderr, which
+  // carries status; stdout stays for results).
+  const quantizeNote = values.quantize === "none" ? "" : `, quantizing to ${values.quantize}`;
+  process.stderr.write(`loading ${modelDir}${quantizeNote} ...
+`);
   const { model, tokenizer, dir } = await loadModel(modelDir, {
     dtype: String(values.dtype) as LoadDType,
     quantize: parseQuantizeOption(String(values.quantize)),

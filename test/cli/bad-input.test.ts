@@ -537,11 +537,18 @@ describe("option values", () => {
   for (const c of cases) {
     test(`train ${c.name}`, { todo: c.todo }, () => {
       const out = freshPath("out");
-      const run = tslora([...trainArgs(data, out), ...c.args], 10_000);
+      const run = tslora([...withoutOptionsOf(trainArgs(data, out), c.args), ...c.args], 10_000);
       assertError(run, 2, c.error);
       assert.equal(existsSync(out), false, "--out was created");
     });
   }
+
+  test("train option given twice", () => {
+    const out = freshPath("out");
+    const run = tslora([...trainArgs(data, out), "--steps", "3"], 10_000);
+    assertError(run, 2, /option given more than once: --steps \(--steps 1, --steps 3\)/);
+    assert.equal(existsSync(out), false, "--out was created");
+  });
 
   for (const verb of ["eval", "generate", "merge", "info"]) {
     test(`${verb} unknown option`, () => {
@@ -792,3 +799,17 @@ describe("interrupt", () => {
     assert.ok(existsSync(join(out, "adapter_model.safetensors")));
   });
 });
+
+/** Drops from `args` the options (with their values) that `replacing` gives again. */
+function withoutOptionsOf(args: string[], replacing: string[]): string[] {
+  const names = new Set(replacing.filter((a) => a.startsWith("--")).map((a) => a.split("=")[0]));
+  const kept: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    if (!names.has(args[i])) {
+      kept.push(args[i]);
+      continue;
+    }
+    if (i + 1 < args.length && !args[i + 1].startsWith("--")) i++;
+  }
+  return kept;
+}
