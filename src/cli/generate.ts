@@ -202,8 +202,8 @@ export async function runGenerate(argv: readonly string[]): Promise<number> {
   const sampling = ["top-k", "top-p"].filter((name) => !isDefaultValue(values, name));
   if (temperature === 0 && sampling.length > 0) {
     process.stderr.write(
-      `tslora generate: warning: ${sampling.map((n) => `--${n}`).join(" and ")} only apply ` +
-        `when sampling; with --temperature 0 decoding is greedy. Pass --temperature 0.7 (or ` +
+      `tslora generate: warning: ${sampling.map((n) => `--${n}`).join(" and ")} ` +
+        `${sampling.length === 1 ? "applies" : "apply"} only when sampling; with --temperature 0 decoding is greedy. Pass --temperature 0.7 (or ` +
         `another value above 0) to sample.\n`,
     );
   }

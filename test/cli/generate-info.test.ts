@@ -82,6 +82,18 @@ test("generate streams the greedy golden text", () => {
   assert.match(stderr, /stopped by eos/);
 });
 
+test("top-k without temperature warns", () => {
+  const model = fixture("models/TinyStories-656K");
+  const args = ["generate", "--model", model, "--prompt", "Once", "--max-new-tokens", "2"];
+  const greedy = tslora(...args);
+  const warned = tslora(...args, "--top-k", "5");
+  assert.equal(warned.status, 0, warned.stderr);
+  assert.match(warned.stderr, /--top-k applies only when sampling; with --temperature 0/);
+  assert.doesNotMatch(greedy.stderr, /only when sampling/);
+  // The warning changes nothing: decoding stays greedy.
+  assert.equal(warned.stdout, greedy.stdout);
+});
+
 test("bad command lines exit with status 2", () => {
   const unknown = tslora("fly");
   assert.equal(unknown.status, 2);
