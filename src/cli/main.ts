@@ -76,17 +76,26 @@ export async function main(argv: readonly string[]): Promise<number> {
     return await verb.run(rest);
   } catch (err) {
     if (err instanceof UsageError) {
-      console.error(err.message);
+      const prefix = `tslora ${name}: `;
+      console.error(err.message.startsWith(prefix) ? err.message : prefix + err.message);
       return 2;
     }
     const message = err instanceof Error ? err.message : String(err);
-    // Errors from the merge and generate code start with the verb already; one prefix is enough.
-    const own = `${name}: `;
-    console.error(
-      `tslora ${name}: ${message.startsWith(own) ? message.slice(own.length) : message}`,
-    );
+    console.error(`tslora ${name}: ${withoutSourcePrefix(message, name)}`);
     return 1;
   }
+}
+
+/**
+ * Drops the prefix that names where an error was raised, "train: " or a function name such as
+ * "readJsonl: " or "KVCache.begin: ", which library callers see but which means nothing at the
+ * command line. File names ("model.safetensors: ") have no capital after a lower-case start and
+ * are kept.
+ */
+export function withoutSourcePrefix(message: string, verb: string): string {
+  if (message.startsWith(`${verb}: `)) return message.slice(verb.length + 2);
+  const match = /^(?:[a-z]+[A-Z][A-Za-z]*|[A-Z][A-Za-z]*\.[a-z][A-Za-z]*): (?=\S)/.exec(message);
+  return match === null ? message : message.slice(match[0].length);
 }
 
 /** True when this file is the program node started (directly or through the npm bin link). */

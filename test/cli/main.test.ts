@@ -4,6 +4,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
 import { fileURLToPath } from "node:url";
+import { withoutSourcePrefix } from "../../src/cli/main.js";
 import { repoRoot } from "../helpers/fixtures.js";
 
 const cli = fileURLToPath(new URL("../../src/cli/main.js", import.meta.url));
@@ -37,4 +38,19 @@ test("unknown command lists the commands", () => {
   const run = tslora(["tune"]);
   assert.equal(run.status, 2);
   assert.match(run.stderr, /unknown command "tune"; commands: train, eval, generate, merge, info/);
+});
+
+test("errors drop the raising function's name", () => {
+  const cases: [string, string][] = [
+    ["readJsonl: data.jsonl:6: invalid JSON", "data.jsonl:6: invalid JSON"],
+    ["KVCache.begin: 9 tokens exceed", "9 tokens exceed"],
+    ["train: --steps must be >= 1", "--steps must be >= 1"],
+    // File names and plain words stay.
+    ["model.safetensors: truncated", "model.safetensors: truncated"],
+    ["adapter_config.json: invalid JSON", "adapter_config.json: invalid JSON"],
+    ["hub: model folder /x not found", "hub: model folder /x not found"],
+  ];
+  for (const [message, expected] of cases) {
+    assert.equal(withoutSourcePrefix(message, "train"), expected, message);
+  }
 });

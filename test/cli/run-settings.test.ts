@@ -330,6 +330,6 @@ describe("eval on JSONL data", () => {
 
     const maxNewTokens = tslora([...base, "--max-new-tokens", "8"]);
     assert.equal(maxNewTokens.status, 2, maxNewTokens.stderr);
-    assert.match(maxNewTokens.stderr, /^--max-new-tokens needs SQuAD-style data/m);
+    assert.match(maxNewTokens.stderr, /^tslora eval: --max-new-tokens needs SQuAD-style data/m);
   });
 });
