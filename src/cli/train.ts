@@ -11,6 +11,7 @@ import { setThreads } from "../kernels/pool.js";
 import { familyDefaultTargets } from "../lora/config.js";
 import { applyLora } from "../lora/inject.js";
 import { trainableParametersReport } from "../lora/report.js";
+import { baseModelDropouts } from "../models/config-fields.js";
 import { parseQuantizeOption } from "../engine/quant.js";
 import { formatMiB, loadModel, type LoadDType, type QuantizeSummary } from "../models/index.js";
 import { LATEST_FILE } from "../train/checkpoint-store.js";
@@ -259,6 +260,15 @@ async function trainInto(
     }),
   );
   log(trainableParametersReport(model));
+  const dropouts = baseModelDropouts(model.config.raw);
+  if (dropouts.length > 0) {
+    const listed = dropouts.map((d) => `${d.key} ${d.rate}`).join(", ");
+    log(
+      `note: config.json sets ${listed}; tslora trains without the base model's own dropout ` +
+        `(PyTorch applies it in train mode), so losses can differ a little from a PEFT run. ` +
+        `The adapters' --dropout is applied.`,
+    );
+  }
 
   rmSync(join(out, METRICS_FILE), { force: true });
   writeFileAtomic(join(out, TRAIN_CONFIG_FILE), JSON.stringify(settings, null, 2) + "\n");

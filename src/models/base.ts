@@ -128,7 +128,8 @@ export function shiftLabels(labels: Tensor, ignoreIndex: number): Tensor {
 /**
  * The shared half of every architecture: loss, logits and cache creation.
  * NOTE: training mode applies no dropout from config.json (resid_pdrop, attn_pdrop,
- * hidden_dropout, attention_dropout). Only adapters add dropout, on their own path.
+ * hidden_dropout, attention_dropout). Only adapters add dropout, on their own path, and
+ * `tslora train` prints a note when the config sets any (baseModelDropouts).
  */
 export abstract class CausalLMBase extends Module implements CausalLM {
   abstract readonly config: ModelConfig;
