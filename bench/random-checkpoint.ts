@@ -12,49 +12,34 @@ import { encodeBf16 } from "../src/engine/tensor.js";
 import { createModel } from "../src/models/index.js";
 import { runInChild } from "./process.js";
 
+// The configuration of HuggingFaceTB/SmolLM2-135M, with Hugging Face keys.
+const SMOLLM2_135M = {
+  architectures: ["LlamaForCausalLM"],
+  model_type: "llama",
+  hidden_size: 576,
+  intermediate_size: 1536,
+  num_hidden_layers: 30,
+  num_attention_heads: 9,
+  num_key_value_heads: 3,
+  vocab_size: 49152,
+  max_position_embeddings: 8192,
+  rms_norm_eps: 1e-5,
+  rope_theta: 100000,
+  hidden_act: "silu",
+  tie_word_embeddings: true,
+  bos_token_id: 0,
+  eos_token_id: 0,
+  initializer_range: 0.02,
+  torch_dtype: "float32",
+} as const;
+
 /** config.json contents of each benchmark model, with Hugging Face keys. */
 export const BENCH_MODELS = {
   // The configuration of HuggingFaceTB/SmolLM2-135M.
-  "smollm2-135m": {
-    architectures: ["LlamaForCausalLM"],
-    model_type: "llama",
-    hidden_size: 576,
-    intermediate_size: 1536,
-    num_hidden_layers: 30,
-    num_attention_heads: 9,
-    num_key_value_heads: 3,
-    vocab_size: 49152,
-    max_position_embeddings: 8192,
-    rms_norm_eps: 1e-5,
-    rope_theta: 100000,
-    hidden_act: "silu",
-    tie_word_embeddings: true,
-    bos_token_id: 0,
-    eos_token_id: 0,
-    initializer_range: 0.02,
-    torch_dtype: "float32",
-  },
+  "smollm2-135m": SMOLLM2_135M,
   // The same, stored in bf16 as the published checkpoint is: loading it as bf16, or quantizing
   // it, keeps the embedding in bf16 as the published model would.
-  "smollm2-135m-bf16": {
-    architectures: ["LlamaForCausalLM"],
-    model_type: "llama",
-    hidden_size: 576,
-    intermediate_size: 1536,
-    num_hidden_layers: 30,
-    num_attention_heads: 9,
-    num_key_value_heads: 3,
-    vocab_size: 49152,
-    max_position_embeddings: 8192,
-    rms_norm_eps: 1e-5,
-    rope_theta: 100000,
-    hidden_act: "silu",
-    tie_word_embeddings: true,
-    bos_token_id: 0,
-    eos_token_id: 0,
-    initializer_range: 0.02,
-    torch_dtype: "bfloat16",
-  },
+  "smollm2-135m-bf16": { ...SMOLLM2_135M, torch_dtype: "bfloat16" },
   // The configuration of openai-community/gpt2 (124M parameters).
   "gpt2-124m": {
     architectures: ["GPT2LMHeadModel"],
