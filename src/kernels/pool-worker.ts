@@ -31,12 +31,20 @@ function reportError(e: unknown): void {
   Atomics.store(control, CTL_ERROR, 1);
 }
 
+// Loads of the generation word before sleeping: 2 to 6 ms when measured in a cold loop on the
+// 2-core development VM, less once V8 has optimised the loop.
+const SPIN_LOADS = 200_000;
+
 let seen = data.generation;
 const callArgs: number[] = [];
 for (;;) {
   // Wait for an even generation other than the last one seen (odd: a job is being written).
+  // Spin a few milliseconds before sleeping: between the kernels of a step the main thread
+  // spends up to a few hundred microseconds in JavaScript, and a worker that slept through that
+  // gap made the next kernel wait for its wake-up. Spinning ten times longer than before raised
+  // TinyStories-656K training by about 15% (six interleaved pairs of runs on a noisy machine).
   let generation = Atomics.load(control, CTL_GENERATION);
-  for (let spin = 0; (generation === seen || generation & 1) && spin < 20000; spin++) {
+  for (let spin = 0; (generation === seen || generation & 1) && spin < SPIN_LOADS; spin++) {
     generation = Atomics.load(control, CTL_GENERATION);
   }
   if (generation === seen || generation & 1) {
