@@ -4,6 +4,7 @@
 import { adamwF32 } from "../kernels/bindings/adamw.js";
 import { scaleF32 } from "../kernels/bindings/elementwise.js";
 import { sumSquaresF32 } from "../kernels/bindings/reduce.js";
+import { formatValue } from "./format-value.js";
 import { Tensor, formatShape } from "./tensor.js";
 
 export interface AdamWOptions {
@@ -38,14 +39,14 @@ const FORMAT_VALUE = "AdamW";
 function checkHyperparameters(lr: number, betas: [number, number], eps: number, wd: number): void {
   const problems: string[] = [];
   if (!(lr >= 0) || !Number.isFinite(lr))
-    problems.push(`lr must be a finite number >= 0, got ${lr}`);
+    problems.push(`lr must be a finite number >= 0, got ${formatValue(lr)}`);
   for (const [i, b] of betas.entries()) {
-    if (!(b >= 0 && b < 1)) problems.push(`betas[${i}] must be in [0, 1), got ${b}`);
+    if (!(b >= 0 && b < 1)) problems.push(`betas[${i}] must be in [0, 1), got ${formatValue(b)}`);
   }
   if (!(eps >= 0) || !Number.isFinite(eps))
-    problems.push(`eps must be a finite number >= 0, got ${eps}`);
+    problems.push(`eps must be a finite number >= 0, got ${formatValue(eps)}`);
   if (!(wd >= 0) || !Number.isFinite(wd)) {
-    problems.push(`weightDecay must be a finite number >= 0, got ${wd}`);
+    problems.push(`weightDecay must be a finite number >= 0, got ${formatValue(wd)}`);
   }
   if (problems.length > 0) throw new Error(`AdamW: ${problems.join("; ")}`);
 }
@@ -262,7 +263,8 @@ export function gradNorm(params: readonly Tensor[]): number {
  * (factor maxNorm / (norm + 1e-6), applied only when below 1). Returns the norm before clipping.
  */
 export function clipGradNorm(params: readonly Tensor[], maxNorm: number): number {
-  if (!(maxNorm > 0)) throw new Error(`clipGradNorm: maxNorm must be > 0, got ${maxNorm}`);
+  if (!(maxNorm > 0))
+    throw new Error(`clipGradNorm: maxNorm must be > 0, got ${formatValue(maxNorm)}`);
   const norm = gradNorm(params);
   const factor = maxNorm / (norm + 1e-6);
   if (factor < 1) {

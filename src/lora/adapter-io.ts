@@ -182,6 +182,7 @@ export function loadAdapter(
   dir: string,
   options: LoadAdapterOptions = {},
 ): AdapterRecord {
+  model.throwIfDisposed("loadAdapter");
   const config = readAdapterConfig(dir);
   const weightsPath = join(dir, ADAPTER_WEIGHTS_FILE);
   if (!existsSync(weightsPath)) {

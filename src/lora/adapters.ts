@@ -4,7 +4,13 @@ import type { Tensor } from "../engine/index.js";
 import type { Module } from "../nn/module.js";
 import type { LoraLinear } from "./layer.js";
 import { loraKey, paramKey } from "./keys.js";
-import { adapterRecord, loraState, type AdapterRecord, type LoraState } from "./state.js";
+import {
+  adapterRecord,
+  findLoraState,
+  loraState,
+  type AdapterRecord,
+  type LoraState,
+} from "./state.js";
 
 /** Sets requiresGrad on every tensor an adapter trains. */
 export function setRequiresGrad(
@@ -64,9 +70,10 @@ export function activeAdapter(model: Module): string | null {
   return loraState(model, "activeAdapter").active;
 }
 
-/** Returns the names of the model's adapters in the order they were added. */
+/** Returns the names of the model's adapters in the order they were added ([] for none). */
 export function listAdapters(model: Module): string[] {
-  return [...loraState(model, "listAdapters").adapters.keys()];
+  const state = findLoraState(model, "listAdapters");
+  return state === null ? [] : [...state.adapters.keys()];
 }
 
 /** Returns an adapter's record (config, targets). */
@@ -144,6 +151,50 @@ export function deleteAdapter(model: Module, name: string): void {
     const next = state.adapters.keys().next();
     if (!next.done) activateAdapter(model, next.value);
   }
+}
+
+/**
+ * Returns the active adapter's tensors for an optimizer, or throws saying why the model has
+ * nothing to train and what to call first. `where` names the caller in the message.
+ */
+export function trainableAdapterParameters(model: Module, where: string): [string, Tensor][] {
+  const state = findLoraState(model, where);
+  if (state === null || state.adapters.size === 0) {
+    throw new Error(
+      `${where}: the model has no adapter to train; call applyLora, or loadAdapter with ` +
+        `{ trainable: true }, first`,
+    );
+  }
+  const known = [...state.adapters.keys()].join(", ");
+  if (state.active === null) {
+    throw new Error(
+      `${where}: the model has no active adapter (adapters: ${known}); call setActiveAdapter first`,
+    );
+  }
+  const name = state.active;
+  const record = adapterRecord(state, name, where);
+  if (!record.trainable) {
+    throw new Error(
+      `${where}: adapter "${name}" was added with trainable false, so nothing can learn; ` +
+        `pass { trainable: true } to loadAdapter (or applyLora)`,
+    );
+  }
+  if (state.disabled) {
+    throw new Error(`${where}: the adapters are disabled; call enableAdapters first`);
+  }
+  for (const layer of state.layers.values()) {
+    if (layer.merged.has(name)) {
+      throw new Error(
+        `${where}: adapter "${name}" is merged into the weights, so its LoRA matrices take no ` +
+          `part in forward; call unmergeAdapter first`,
+      );
+    }
+  }
+  const named = adapterTensors(state, record);
+  if (!named.some(([, t]) => t.requiresGrad)) {
+    throw new Error(`${where}: adapter "${name}" has no tensor that requires a gradient`);
+  }
+  return named;
 }
 
 /**

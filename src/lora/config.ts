@@ -1,6 +1,7 @@
 // The LoRA configuration with PEFT's field names, defaults and checks (PEFT's LoraConfig). The
 // fields are snake_case because they are the keys of adapter_config.json. loraConfig() validates
 // everything when the config is built, so later stages can trust it.
+import { formatValue } from "../engine/format-value.js";
 
 /** Module selection by target_modules. PEFT encodes the cases as a list, a string and "all-linear". */
 export type TargetSpec =
@@ -40,6 +41,42 @@ export interface LoraConfigInput {
   revision?: string | null;
   inference_mode?: boolean;
   task_type?: string | null;
+}
+
+/** Every key of LoraConfigInput; the Record type makes the compiler check the list is whole. */
+const INPUT_KEYS: Readonly<Record<keyof LoraConfigInput, true>> = {
+  r: true,
+  lora_alpha: true,
+  lora_dropout: true,
+  target_modules: true,
+  exclude_modules: true,
+  layers_to_transform: true,
+  layers_pattern: true,
+  bias: true,
+  use_rslora: true,
+  rank_pattern: true,
+  alpha_pattern: true,
+  modules_to_save: true,
+  fan_in_fan_out: true,
+  init_lora_weights: true,
+  base_model_name_or_path: true,
+  revision: true,
+  inference_mode: true,
+  task_type: true,
+};
+
+/**
+ * Throws if `input` has a key that LoraConfigInput does not define (a typo such as "rank"),
+ * listing the unknown and the known keys. For objects that callers write in code: an
+ * adapter_config.json from PEFT has many more keys and goes through parseAdapterConfig instead.
+ */
+export function checkConfigKeys(input: object, where: string): void {
+  const unknown = Object.keys(input).filter((key) => !Object.hasOwn(INPUT_KEYS, key));
+  if (unknown.length === 0) return;
+  throw new Error(
+    `${where}: unknown LoRA config key(s) ${unknown.map((k) => JSON.stringify(k)).join(", ")}; ` +
+      `the known keys are ${Object.keys(INPUT_KEYS).join(", ")} (PEFT's adapter_config.json names)`,
+  );
 }
 
 /** A validated config. Field names and meanings are PEFT's. */
@@ -111,15 +148,16 @@ export const ALL_LINEAR = "all-linear";
 export function loraConfig(input: LoraConfigInput = {}): LoraConfig {
   const problems: string[] = [];
   const r = input.r ?? LORA_DEFAULTS.r;
-  if (!Number.isInteger(r) || r <= 0) problems.push(`r must be an integer > 0, got ${r}`);
+  if (!Number.isInteger(r) || r <= 0)
+    problems.push(`r must be an integer > 0, got ${formatValue(r)}`);
 
   const loraAlpha = input.lora_alpha ?? LORA_DEFAULTS.lora_alpha;
   if (!Number.isFinite(loraAlpha))
-    problems.push(`lora_alpha must be a finite number, got ${loraAlpha}`);
+    problems.push(`lora_alpha must be a finite number, got ${formatValue(loraAlpha)}`);
 
   const dropout = input.lora_dropout ?? LORA_DEFAULTS.lora_dropout;
   if (!(typeof dropout === "number" && dropout >= 0 && dropout < 1)) {
-    problems.push(`lora_dropout must be in [0, 1), got ${dropout}`);
+    problems.push(`lora_dropout must be in [0, 1), got ${formatValue(dropout)}`);
   }
 
   const targets = parseTargets(input.target_modules, problems);
@@ -331,7 +369,7 @@ function parsePattern(
     const ok = integer ? Number.isInteger(v) && v > 0 : Number.isFinite(v);
     if (!ok) {
       const expected = integer ? "an integer > 0" : "a finite number";
-      problems.push(`${field}["${key}"] must be ${expected}, got ${JSON.stringify(v)}`);
+      problems.push(`${field}["${key}"] must be ${expected}, got ${formatValue(v)}`);
       continue;
     }
     checkRegex(`${field} key`, key, problems);

@@ -5,6 +5,7 @@ import { Rng } from "../engine/random.js";
 import { Linear } from "../nn/linear.js";
 import type { Module } from "../nn/module.js";
 import {
+  checkConfigKeys,
   loraConfig,
   loraScaling,
   withConfigChanges,
@@ -128,13 +129,38 @@ export function applyLora(
   config: LoraConfig | LoraConfigInput = {},
   options: ApplyLoraOptions = {},
 ): AdapterRecord {
-  const validated = isValidated(config) ? config : loraConfig(config);
+  model.throwIfDisposed("applyLora");
+  checkOptionKeys(options);
+  let validated: LoraConfig;
+  if (isValidated(config)) {
+    validated = config;
+  } else {
+    checkConfigKeys(config, "applyLora");
+    validated = loraConfig(config);
+  }
   const selection = selectModelTargets(model, validated);
   const resolved = withConfigChanges(validated, { target_modules: selection.resolved });
   return addAdapter(
     model,
     { name: options.adapterName ?? "default", config: resolved, targets: selection.paths },
     options,
+  );
+}
+
+const APPLY_OPTION_KEYS: Readonly<Record<keyof ApplyLoraOptions, true>> = {
+  adapterName: true,
+  rng: true,
+  activate: true,
+  trainable: true,
+};
+
+function checkOptionKeys(options: ApplyLoraOptions): void {
+  const unknown = Object.keys(options).filter((key) => !Object.hasOwn(APPLY_OPTION_KEYS, key));
+  if (unknown.length === 0) return;
+  throw new Error(
+    `applyLora: unknown option(s) ${unknown.map((k) => JSON.stringify(k)).join(", ")} in the ` +
+      `third argument; the known options are ${Object.keys(APPLY_OPTION_KEYS).join(", ")} ` +
+      `(LoRA config fields such as r go in the second argument)`,
   );
 }
 
@@ -149,7 +175,7 @@ export function addAdapter(
   spec: AdapterSpec,
   options: ApplyLoraOptions = {},
 ): AdapterRecord {
-  const state = ensureLoraState(model);
+  const state = ensureLoraState(model, "applyLora");
   if (state.adapters.has(spec.name)) {
     throw new Error(
       `applyLora: the model already has an adapter named "${spec.name}"; ` +

@@ -7,7 +7,7 @@ import type { Linear, LinearLayout } from "../nn/linear.js";
 import { dequantizeLinear } from "../models/quantize.js";
 import type { Module } from "../nn/module.js";
 import type { LoraWeights } from "./layer.js";
-import { dropLoraState, loraState } from "./state.js";
+import { loraState, releaseLoraState } from "./state.js";
 
 /** The values a delta needs: A [r, in], B [out, r], the rank and the scaling. */
 export interface DeltaInputs {
@@ -144,6 +144,7 @@ export function mergeAndUnload<M extends Module>(model: M): M {
   mergeAdapter(model);
   for (const layer of state.layers.values()) layer.base.hook = null;
   for (const [, t] of model.namedParameters()) t.requiresGrad = false;
-  dropLoraState(model);
+  // The adapters are now part of the weights, so only tensors still in the model stay alive.
+  releaseLoraState(model, new Set(model.parameters()));
   return model;
 }

@@ -37,23 +37,30 @@ export interface LoraState {
 
 const states = new WeakMap<Module, LoraState>();
 
-/** Returns the model's LoRA state, or null if no adapter was ever applied. */
-export function findLoraState(model: Module): LoraState | null {
+/**
+ * Returns the model's LoRA state, or null if no adapter was ever applied. Throws if the model
+ * was disposed.
+ */
+export function findLoraState(model: Module, where = "LoRA"): LoraState | null {
+  model.throwIfDisposed(where);
   return states.get(model) ?? null;
 }
 
 /** Returns the model's LoRA state, or throws an error naming applyLora and loadAdapter. */
 export function loraState(model: Module, where: string): LoraState {
-  const state = states.get(model);
+  const state = findLoraState(model, where) ?? undefined;
   if (state === undefined) {
     throw new Error(`${where}: the model has no LoRA adapter; call applyLora or loadAdapter first`);
   }
   return state;
 }
 
-/** Returns the model's LoRA state, creating an empty one on first use. */
-export function ensureLoraState(model: Module): LoraState {
-  let state = states.get(model);
+/**
+ * Returns the model's LoRA state, creating an empty one on first use. The model's dispose()
+ * then frees every adapter tensor too.
+ */
+export function ensureLoraState(model: Module, where: string): LoraState {
+  let state = findLoraState(model, where) ?? undefined;
   if (state === undefined) {
     state = {
       layers: new Map(),
@@ -64,12 +71,28 @@ export function ensureLoraState(model: Module): LoraState {
       originals: new Map(),
     };
     states.set(model, state);
+    model.onDispose(() => releaseLoraState(model, new Set()));
   }
   return state;
 }
 
-/** Forgets the model's LoRA state (after merge-and-unload removed every hook). */
-export function dropLoraState(model: Module): void {
+/**
+ * Frees every tensor the model's LoRA state owns except those in `keep`, then removes the state.
+ * The tensors are the LoRA matrices, trained bias copies, modules_to_save copies and the
+ * originals those replaced, each with its gradient. A tensor that is also a model parameter is
+ * freed once, because Tensor.dispose ignores a second call.
+ */
+export function releaseLoraState(model: Module, keep: ReadonlySet<Tensor>): void {
+  const state = states.get(model);
+  if (state === undefined) return;
+  const owned: Tensor[] = [...state.originals.values()];
+  for (const layer of state.layers.values()) {
+    for (const weights of layer.adapters.values()) owned.push(weights.A, weights.B);
+  }
+  for (const record of state.adapters.values()) {
+    owned.push(...record.savedModules.values(), ...record.biases.values());
+  }
+  for (const t of owned) if (!keep.has(t)) t.dispose();
   states.delete(model);
 }
 

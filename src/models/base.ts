@@ -147,6 +147,7 @@ export abstract class CausalLMBase extends Module implements CausalLM {
   }
 
   loss(inputIds: Tensor, labels: Tensor, options: LossOptions = {}): Tensor {
+    this.throwIfDisposed("loss");
     const ignoreIndex = options.ignoreIndex ?? -100;
     if (
       labels.ndim !== 2 ||

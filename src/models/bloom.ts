@@ -206,6 +206,7 @@ export class BloomForCausalLM extends CausalLMBase {
   }
 
   forward(inputIds: Tensor, options: ForwardOptions = {}): Tensor {
+    this.throwIfDisposed("bloom.forward");
     const context = prepareForward("bloom.forward", inputIds, options);
     const { wordEmbeddings, embeddingNorm, h, lnF } = this.transformer;
     let x = embeddingNorm.forward(wordEmbeddings.forward(inputIds)); // [B, T, C]

@@ -196,6 +196,7 @@ export class GPT2LMHeadModel extends CausalLMBase {
   }
 
   forward(inputIds: Tensor, options: ForwardOptions = {}): Tensor {
+    this.throwIfDisposed("gpt2.forward");
     const context = prepareForward("gpt2.forward", inputIds, options);
     this.checkPositions(context.positions);
     const { wte, wpe, h, lnF } = this.transformer;

@@ -220,6 +220,7 @@ export class LlamaForCausalLM extends CausalLMBase {
   }
 
   forward(inputIds: Tensor, options: ForwardOptions = {}): Tensor {
+    this.throwIfDisposed(`${this.modelType}.forward`);
     const context = prepareForward(`${this.modelType}.forward`, inputIds, options);
     this.checkSlidingWindow(context);
     let x = this.model.embedTokens.forward(inputIds); // [B, T, C]

@@ -7,6 +7,9 @@ export abstract class Module {
   /** Training mode: enables dropout. Set it for the whole tree with train() or eval(). */
   training = false;
   private readonly children = new Map<string, Module>();
+  private disposed = false;
+  /** Callbacks that dispose() runs to free tensors other code keeps for this module (LoRA). */
+  private readonly disposeCallbacks: (() => void)[] = [];
 
   /** Registers `module` as the child `name` and returns it, so fields can be set in one line. */
   protected addModule<M extends Module>(name: string, module: M): M {
@@ -91,10 +94,35 @@ export abstract class Module {
     return this;
   }
 
-  /** Frees every parameter and its gradient. The module cannot run afterwards. */
+  /**
+   * Frees every parameter and its gradient, the buffers of every module and the tensors
+   * registered with onDispose. The module cannot run afterwards. Calling it again does nothing.
+   */
   dispose(): void {
+    if (this.disposed) return;
+    for (const [, module] of this.namedModules()) module.disposed = true;
+    for (const callback of this.disposeCallbacks.splice(0)) callback();
     for (const tensor of this.parameters()) tensor.dispose();
     for (const [, module] of this.namedModules()) module.disposeOwnBuffers();
+  }
+
+  /** True after dispose() ran on this module or on a module above it. */
+  get isDisposed(): boolean {
+    return this.disposed;
+  }
+
+  /** Throws if the module was disposed, naming the operation `where` that needed it. */
+  throwIfDisposed(where: string): void {
+    if (this.disposed) throw new Error(`${where}: the model was disposed; load it again`);
+  }
+
+  /**
+   * Registers `callback` to run when dispose() is called on this module, for tensors that other
+   * code attaches to it (LoRA adapters, for example).
+   */
+  onDispose(callback: () => void): void {
+    this.throwIfDisposed("Module.onDispose");
+    this.disposeCallbacks.push(callback);
   }
 
   /** Frees memory a module keeps outside its parameters. Called by dispose() on every module. */

@@ -10,6 +10,7 @@
 // A checkpoint is written into a hidden temporary folder and renamed into place when every file
 // is flushed. Only after that rename is `latest` rewritten (atomically). An interruption at any
 // point therefore leaves `latest` naming a complete checkpoint, or no `latest` at all.
+import { formatValue } from "../engine/format-value.js";
 import { makeFolder } from "../io/folders.js";
 import {
   existsSync,
@@ -73,7 +74,9 @@ export class CheckpointStore {
 
   constructor(root: string, keepLast = 2) {
     if (!(Number.isInteger(keepLast) && keepLast >= 1)) {
-      throw new Error(`CheckpointStore: keepLast must be a whole number >= 1, got ${keepLast}`);
+      throw new Error(
+        `CheckpointStore: keepLast must be a whole number >= 1, got ${formatValue(keepLast)}`,
+      );
     }
     this.root = root;
     this.keepLast = keepLast;

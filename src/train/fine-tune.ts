@@ -9,7 +9,7 @@ import type { TokenizedExample } from "../data/tokenize.js";
 import { decodeToFloat32 } from "../io/dtypes.js";
 import { readSafetensors, writeSafetensors } from "../io/safetensors.js";
 import { ADAPTER_WEIGHTS_FILE, saveAdapter } from "../lora/adapter-io.js";
-import { trainableParameters } from "../lora/adapters.js";
+import { trainableAdapterParameters } from "../lora/adapters.js";
 import { findLoraState } from "../lora/state.js";
 import { Rng, type RngState } from "../engine/random.js";
 import type { CausalLM } from "../models/types.js";
@@ -170,11 +170,8 @@ function restoreAdapterValues(dir: string, named: readonly [string, Tensor][]): 
  */
 export async function fineTune(options: FineTuneOptions): Promise<FineTuneResult> {
   const { model, outDir } = options;
+  const named = trainableAdapterParameters(model, "fineTune");
   if (outDir !== null) prepareOutDir(outDir);
-  const named = trainableParameters(model);
-  if (named.length === 0) {
-    throw new Error("fineTune: the model has no trainable adapter; call applyLora first");
-  }
   const params = named.map(([, t]) => t);
   const optimizer = new AdamW(params, {
     lr: options.lr,

@@ -1,5 +1,6 @@
 // Learning-rate schedules: a linear warmup, then a constant, linear or cosine decay. Pure
 // functions of the optimizer step, so a resumed run gets the same rate at the same step.
+import { formatValue } from "../engine/format-value.js";
 
 export type ScheduleKind = "cosine" | "linear" | "constant";
 
@@ -26,19 +27,21 @@ export function validateSchedule(config: ScheduleConfig): void {
     );
   }
   if (!(Number.isFinite(lr) && lr > 0)) {
-    throw new Error(`schedule: lr must be a finite number > 0, got ${lr}`);
+    throw new Error(`schedule: lr must be a finite number > 0, got ${formatValue(lr)}`);
   }
   if (!(Number.isInteger(totalSteps) && totalSteps >= 1)) {
-    throw new Error(`schedule: totalSteps must be a whole number >= 1, got ${totalSteps}`);
+    throw new Error(
+      `schedule: totalSteps must be a whole number >= 1, got ${formatValue(totalSteps)}`,
+    );
   }
   if (!(Number.isInteger(warmupSteps) && warmupSteps >= 0 && warmupSteps <= totalSteps)) {
     throw new Error(
       `schedule: warmupSteps must be a whole number in [0, totalSteps = ${totalSteps}], ` +
-        `got ${warmupSteps}`,
+        `got ${formatValue(warmupSteps)}`,
     );
   }
   if (!(minLrRatio >= 0 && minLrRatio <= 1)) {
-    throw new Error(`schedule: minLrRatio must be in [0, 1], got ${minLrRatio}`);
+    throw new Error(`schedule: minLrRatio must be in [0, 1], got ${formatValue(minLrRatio)}`);
   }
 }
 

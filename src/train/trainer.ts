@@ -6,6 +6,7 @@
 // through the functions in TrainLoopOptions, so the same loop serves the CLI, the library and
 // tests on small hand-built models.
 import { backward, endStep, Tensor, zeroGrad } from "../engine/index.js";
+import { formatValue } from "../engine/format-value.js";
 import { getHeap } from "../engine/memory.js";
 import { CheckpointStore, newTrainerState, type CheckpointParts } from "./checkpoint-store.js";
 import {
@@ -151,6 +152,7 @@ export async function trainLoop<B>(options: TrainLoopOptions<B>): Promise<TrainR
   checkWholeNumber("gradAccum", gradAccum, 1);
   checkWholeNumber("evalEvery", evalEvery, 0);
   checkWholeNumber("saveEvery", saveEvery, 0);
+  checkTrainable(options.params);
   const totalSteps = options.schedule.totalSteps;
 
   const state: LoopState = { step: 0, lastCheckpoint: null };
@@ -225,7 +227,22 @@ export async function trainLoop<B>(options: TrainLoopOptions<B>): Promise<TrainR
 
 function checkWholeNumber(name: string, value: number, min: number): void {
   if (!(Number.isInteger(value) && value >= min)) {
-    throw new Error(`trainLoop: ${name} must be a whole number >= ${min}, got ${value}`);
+    throw new Error(
+      `trainLoop: ${name} must be a whole number >= ${min}, got ${formatValue(value)}`,
+    );
+  }
+}
+
+/** Rejects a run whose backward pass would find no tensor to compute a gradient for. */
+function checkTrainable(params: readonly Tensor[]): void {
+  if (params.length === 0) {
+    throw new Error("trainLoop: params is empty; pass the tensors the optimizer updates");
+  }
+  if (!params.some((p) => p.requiresGrad)) {
+    throw new Error(
+      `trainLoop: none of the ${params.length} params requires a gradient, so nothing can ` +
+        `learn; set requiresGrad on them (for LoRA: an active, trainable, unmerged adapter)`,
+    );
   }
 }
 

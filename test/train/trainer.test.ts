@@ -293,3 +293,16 @@ test("clipping bounds the update", async () => {
   assert.ok(reported > 0.01, `the reported norm ${reported} is the norm before clipping`);
   assert.ok(Math.abs(step - 0.1 * 0.01) < 1e-7, `update norm ${step}, expected lr x maxGradNorm`);
 });
+
+test("trainLoop rejects params without gradients", async () => {
+  const run = makeRun(tempDir(), { checkpoints: undefined });
+  run.w.requiresGrad = false;
+  await assert.rejects(
+    trainLoop(run.options),
+    /trainLoop: none of the 1 params requires a gradient, so nothing can learn/,
+  );
+  await assert.rejects(
+    trainLoop({ ...run.options, params: [] }),
+    /trainLoop: params is empty; pass the tensors the optimizer updates/,
+  );
+});
