@@ -3,8 +3,7 @@
 // elsewhere. Labels are not shifted: the model's loss compares position t's logits with label t+1,
 // as Hugging Face causal LMs do. Text and template examples end with an EOS whose label is always
 // the EOS id, also after truncation, so the model learns where an answer stops. Chat examples get
-// no EOS appended, because the chat template writes each turn's end token itself (TRL's SFT
-// trainer also appends nothing to a rendered chat template).
+// no EOS appended, because the chat template writes each turn's end token itself.
 //
 // Token boundaries between prompt and completion come from encoding the whole text once and the
 // prompt alone: the masked tokens are the common prefix of the two encodings, as in TRL and
