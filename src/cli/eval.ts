@@ -152,6 +152,7 @@ export async function runEval(argv: readonly string[]): Promise<number> {
     maxLength,
     maskPrompt: values["mask-prompt"] === true,
     template,
+    targetWord: "scored",
   });
   print(tokenized.line);
   const loss = evaluateLoss(model, tokenized.examples, {

@@ -225,7 +225,7 @@ export async function runGenerate(argv: readonly string[]): Promise<number> {
   const seconds = (performance.now() - start) / 1000;
   const count = result.tokens[0].length;
   process.stderr.write(
-    `generated ${count} tokens in ${seconds.toFixed(2)} s (${(count / seconds).toFixed(1)} tokens/s), ` +
+    `generated ${count} ${count === 1 ? "token" : "tokens"} in ${seconds.toFixed(2)} s (${(count / seconds).toFixed(1)} tokens/s), ` +
       `stopped by ${result.finishReasons[0]}\n`,
   );
   return 0;

@@ -4,9 +4,10 @@
 import { existsSync, readFileSync } from "node:fs";
 import { basename, dirname, join, resolve } from "node:path";
 import type { QuantizeOption } from "../engine/quant.js";
+import { TRAIN_CONFIG_FILE } from "../train/run-folder.js";
 import type { OptionValues } from "./train-options.js";
 
-export const TRAIN_CONFIG_FILE = "train_config.json";
+export { TRAIN_CONFIG_FILE };
 
 /** The settings of a training run, read from its train_config.json. */
 export interface RunConfig {

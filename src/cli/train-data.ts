@@ -133,12 +133,20 @@ export async function readSplits(options: {
   };
 }
 
-/** Tokenizes samples and formats the truncation report line. */
+/**
+ * Tokenizes samples and formats the truncation report line. `targetWord` names what happens to
+ * the label tokens: "learned" in train (the default), "scored" in eval.
+ */
 export function tokenizeSplit(
   name: string,
   samples: readonly Sample[],
   tokenizer: TextTokenizer,
-  options: { maxLength: number; maskPrompt: boolean; template: PromptTemplate | undefined },
+  options: {
+    maxLength: number;
+    maskPrompt: boolean;
+    template: PromptTemplate | undefined;
+    targetWord?: "learned" | "scored";
+  },
 ): { examples: TokenizedExample[]; report: TokenizeReport; line: string } {
   const { examples, report } = tokenizeSamples(samples, tokenizer, options);
   const dropped =
@@ -147,7 +155,7 @@ export function tokenizeSplit(
       : "";
   const line =
     `${name} set: ${report.examples} examples, ${report.tokens} tokens (${report.learnedTokens} ` +
-    `learned), ${report.truncated} truncated to ${report.maxLength} tokens${dropped}`;
+    `${options.targetWord ?? "learned"}), ${report.truncated} truncated to ${report.maxLength} tokens${dropped}`;
   return { examples, report, line };
 }
 

@@ -38,9 +38,16 @@ export function isDefaultValue(values: OptionValues, name: string): boolean {
   return defaulted.get(values)?.has(name) ?? false;
 }
 
-const DATA_HELP =
-  "a SQuAD JSON file (v1.1 or v2.0), a JSONL file ({text}, {prompt, completion} or " +
-  "{messages} per line), a folder with train.jsonl (and valid.jsonl), or a Hub dataset id";
+/** Describes the --data formats. `use` is what the command does with the samples. */
+function dataHelp(use: "trained" | "scored"): string {
+  return (
+    "a SQuAD JSON file (v1.1 or v2.0), a JSONL file ({text}, {prompt, completion} or " +
+    '{messages} per line, so plain text goes in as one {"text": ...} object per line), a ' +
+    ".parquet file with the same fields as columns, a folder with train.jsonl (and " +
+    "valid.jsonl), or a Hub dataset id. SQuAD 2.0 questions without an answer are skipped, " +
+    `so they are not ${use}`
+  );
+}
 
 /** Options shared by train and eval that select and prepare the data. */
 const DATA_OPTIONS: OptionSpec[] = [
@@ -51,7 +58,13 @@ const DATA_OPTIONS: OptionSpec[] = [
     required: true,
     help: "Model folder or Hub id (owner/name[@revision]).",
   },
-  { name: "data", type: "string", value: "<path|id>", required: true, help: `Data: ${DATA_HELP}.` },
+  {
+    name: "data",
+    type: "string",
+    value: "<path|id>",
+    required: true,
+    help: `Data: ${dataHelp("trained")}.`,
+  },
   {
     name: "val-data",
     type: "string",
@@ -273,12 +286,25 @@ export const TRAIN_OPTIONS: OptionSpec[] = [
 
 const RUN_DEFAULT_OPTIONS = new Set(SPLIT_SETTINGS.map((setting) => setting.option));
 
-/** Returns eval's form of a data option, whose default may come from the training run. */
+/** Help texts of data options that mean something else in eval, which scores instead of trains. */
+const EVAL_HELP: Record<string, string> = {
+  data: `Data: ${dataHelp("scored")}.`,
+  "mask-prompt":
+    "Score the loss on the answer (completion) tokens only; --no-mask-prompt scores the " +
+    "prompt tokens too.",
+};
+
+/**
+ * Returns eval's form of a data option: eval's own help text, and a default that may come from
+ * the training run.
+ */
 function evalDataOption(spec: OptionSpec): OptionSpec {
-  if (spec.required || !RUN_DEFAULT_OPTIONS.has(spec.name)) return spec;
+  const help = EVAL_HELP[spec.name] ?? spec.help;
+  if (spec.required || !RUN_DEFAULT_OPTIONS.has(spec.name)) return { ...spec, help };
   const fallback = spec.defaultText ?? String(spec.default);
   return {
     ...spec,
+    help,
     defaultText: `the training run's value when --adapter has a train_config.json, else ${fallback}`,
   };
 }

@@ -1,7 +1,7 @@
 // `tslora train`: LoRA fine-tuning from the command line. Options are checked and the output
 // folder is created before the data and model are loaded. A run that fails before its first
 // step removes the folder it created, so a bad option or dataset leaves no half-written output.
-import { existsSync, readdirSync, rmSync, statSync } from "node:fs";
+import { rmSync } from "node:fs";
 import { checkWritableFolder, makeFolder } from "../io/folders.js";
 import { resolveModelDir } from "../io/hub.js";
 import { join, resolve } from "node:path";
@@ -16,10 +16,10 @@ import { parseQuantizeOption } from "../engine/quant.js";
 import { formatMiB, loadModel, type LoadDType, type QuantizeSummary } from "../models/index.js";
 import { LATEST_FILE } from "../train/checkpoint-store.js";
 import { fineTune } from "../train/fine-tune.js";
+import { findRunFolderProblem, METRICS_FILE, TRAIN_CONFIG_FILE } from "../train/run-folder.js";
 import type { ScheduleKind } from "../train/schedule.js";
 import { NonFiniteLossError } from "../train/trainer.js";
 import { resolveMaxLength } from "./context-length.js";
-import { TRAIN_CONFIG_FILE } from "./run-config.js";
 import { readSplits, resolveTemplate, tokenizeSplit } from "./train-data.js";
 import {
   formatHelp,
@@ -32,27 +32,22 @@ import {
 const USAGE = "tslora train --model <dir|id> --data <path|id> --out <dir> [options]";
 const SUMMARY = "Fine-tunes a LoRA adapter on a causal language model and saves it in PEFT format.";
 
-const METRICS_FILE = "metrics.jsonl";
-
 /** Checks --out before anything is written: it must be a folder, and a new run needs it empty. */
 export function checkOutputFolder(out: string, resume: boolean): void {
-  if (existsSync(out) && !statSync(out).isDirectory()) {
-    throw new UsageError(`--out ${out} is a file; give the path of a folder (new or existing)`);
-  }
-  const latest = join(out, "checkpoints", LATEST_FILE);
-  if (resume && !existsSync(latest)) {
-    throw new UsageError(
-      `--resume: no checkpoint in ${join(out, "checkpoints")} (no ${LATEST_FILE} file); ` +
-        `run without --resume to start a new run`,
-    );
-  }
-  // A run stopped before its first checkpoint leaves only these files; a new run replaces them.
-  const leftovers = new Set([TRAIN_CONFIG_FILE, METRICS_FILE]);
-  const entries = existsSync(out) ? readdirSync(out) : [];
-  if (!resume && entries.some((name) => !leftovers.has(name))) {
-    throw new UsageError(
-      `--out ${out} is not empty; pass --resume to continue the run in it, or choose a new folder`,
-    );
+  switch (findRunFolderProblem(out, resume)) {
+    case "file":
+      throw new UsageError(`--out ${out} is a file; give the path of a folder (new or existing)`);
+    case "no-checkpoint":
+      throw new UsageError(
+        `--resume: no checkpoint in ${join(out, "checkpoints")} (no ${LATEST_FILE} file); ` +
+          `run without --resume to start a new run`,
+      );
+    case "not-empty":
+      throw new UsageError(
+        `--out ${out} is not empty; pass --resume to continue the run in it, or choose a new folder`,
+      );
+    case null:
+      return;
   }
 }
 

@@ -64,7 +64,9 @@ async function loadFile(path: string, options: LoadDatasetOptions): Promise<Load
     return { ...datasetFromRows(await readParquetRows(path), path, options), files: [path] };
   }
   throw new Error(
-    `loadDataset: ${path}: unknown file type "${extension}"; expected .json (SQuAD), .jsonl or .parquet`,
+    `loadDataset: ${path}: unknown file type "${extension}"; expected .json (SQuAD), .jsonl ` +
+      `or .parquet. For plain text, write one {"text": "..."} JSON object per line into a ` +
+      `.jsonl file`,
   );
 }
 

@@ -1,8 +1,9 @@
 // Tokenization of samples into training examples: input ids and labels of equal length, where a
 // label is -100 (ignored by the loss) on prompt tokens when prompt masking is on, and the token id
 // elsewhere. Labels are not shifted: the model's loss compares position t's logits with label t+1,
-// as Hugging Face causal LMs do. Every example ends with an EOS whose label is always the EOS id,
-// also after truncation, so the model learns where an answer stops.
+// as Hugging Face causal LMs do. Text and template examples end with an EOS whose label is always
+// the EOS id, also after truncation, so the model learns where an answer stops. Chat examples get
+// no EOS appended, because the chat template writes each turn's end token itself.
 //
 // Token boundaries between prompt and completion come from encoding the whole text once and the
 // prompt alone: the masked tokens are the common prefix of the two encodings, as in TRL and
@@ -276,10 +277,10 @@ export class ExampleTokenizer {
           `off prompt masking`,
       );
     }
-    const ids = this.withEos(encode(text));
+    const ids = encode(text);
     const labels = Int32Array.from(ids);
     if (this.maskPrompt) {
-      labels.fill(IGNORE_INDEX, 0, ids.length - 1);
+      labels.fill(IGNORE_INDEX);
       for (const [start, end] of assistantSpans) {
         const from = commonPrefixLength(encode(text.slice(0, start)), ids);
         const to = commonPrefixLength(encode(text.slice(0, end)), ids);
@@ -295,19 +296,14 @@ export class ExampleTokenizer {
         truncated: false,
       };
     }
-    // A conversation is cut at the end; it is dropped when no learned token is left.
-    const keep = this.maxLength - 1;
-    const cutLabels = new Int32Array(this.maxLength);
-    cutLabels.set(labels.subarray(0, keep));
-    cutLabels[keep] = this.eos;
-    if (!cutLabels.subarray(0, keep).some((label) => label !== IGNORE_INDEX)) {
+    // A conversation is cut at the end, without an EOS, because the cut turn has not ended. It
+    // is dropped when no learned token is left.
+    const cutLabels = labels.slice(0, this.maxLength);
+    if (!cutLabels.some((label) => label !== IGNORE_INDEX)) {
       const firstLearned = labels.findIndex((label) => label !== IGNORE_INDEX);
-      return { dropped: true, minLength: firstLearned + 2 };
+      return { dropped: true, minLength: firstLearned + 1 };
     }
-    const cutIds = Int32Array.from(ids.slice(0, keep));
-    const inputIds = new Int32Array(this.maxLength);
-    inputIds.set(cutIds);
-    inputIds[keep] = this.eos;
+    const inputIds = Int32Array.from(ids.slice(0, this.maxLength));
     return { inputIds, labels: cutLabels, ...this.identity(sample, cutLabels), truncated: true };
   }
 

@@ -3,6 +3,7 @@ export type { CausalLM, ForwardOptions, LossOptions, ModelDims } from "./types.j
 export { architectureName, createModel, KNOWN_MODEL_TYPES, modelDims } from "./registry.js";
 export { loadModel, type LoadModelOptions, type LoadedModel } from "./load.js";
 export {
+  LOAD_DTYPES,
   loadModelFromDir,
   loadWeights,
   type LoadDType,

@@ -5,7 +5,7 @@ import { loadTokenizer, type TextTokenizer } from "../io/tokenizer.js";
 import type { QuantizeOption } from "../engine/index.js";
 import type { QuantizeSummary } from "./quantize.js";
 import type { CausalLM } from "./types.js";
-import { loadModelFromDir, type LoadDType } from "./weights.js";
+import { checkLoadOptions, loadModelFromDir, type LoadDType } from "./weights.js";
 
 export interface LoadModelOptions {
   /** Storage type of weight matrices and embeddings (default "auto"). Compute is f32. */
@@ -29,6 +29,7 @@ export async function loadModel(
   idOrPath: string,
   options: LoadModelOptions = {},
 ): Promise<LoadedModel> {
+  checkLoadOptions("loadModel", options.dtype ?? "auto", options.quantize ?? "none");
   const dir = await resolveModelDir(idOrPath, options.hub);
   // config.json is checked first. The tokenizer reads it too, but only for fallback token ids,
   // so its errors would not say that the model's config is broken.

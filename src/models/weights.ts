@@ -22,6 +22,30 @@ import type { CausalLM } from "./types.js";
 /** "auto" keeps the checkpoint's float type (bf16, f16 or f32) for the weight matrices. */
 export type LoadDType = "f32" | "bf16" | "auto";
 
+/** The accepted `dtype` values of loadModel and loadModelFromDir. */
+export const LOAD_DTYPES: readonly LoadDType[] = ["auto", "f32", "bf16"];
+
+const QUANTIZE_OPTIONS: readonly QuantizeOption[] = ["none", "int8", "nf4"];
+
+/**
+ * Checks the string options of a model load before any file is read, because an unknown dtype
+ * would otherwise fail deep inside tensor allocation. `caller` names the function in the error.
+ */
+export function checkLoadOptions(caller: string, dtype: unknown, quantize: unknown = "none"): void {
+  if (!(LOAD_DTYPES as readonly unknown[]).includes(dtype)) {
+    throw new Error(
+      `${caller}: invalid dtype ${JSON.stringify(dtype)}; expected one of ` +
+        `${LOAD_DTYPES.map((d) => JSON.stringify(d)).join(", ")}`,
+    );
+  }
+  if (!(QUANTIZE_OPTIONS as readonly unknown[]).includes(quantize)) {
+    throw new Error(
+      `${caller}: invalid quantize ${JSON.stringify(quantize)}; expected one of ` +
+        `${QUANTIZE_OPTIONS.map((q) => JSON.stringify(q)).join(", ")}`,
+    );
+  }
+}
+
 export interface LoadFromDirOptions {
   /**
    * Quantize every Linear of the transformer blocks to int8 or NF4 while loading (see
@@ -38,9 +62,10 @@ export function loadModelFromDir(
   dtype: LoadDType = "auto",
   options: LoadFromDirOptions = {},
 ): CausalLM {
+  const quantize = options.quantize ?? "none";
+  checkLoadOptions("loadModelFromDir", dtype, quantize);
   const config = readModelConfig(dir);
   const checkpoint = openCheckpoint(dir);
-  const quantize = options.quantize ?? "none";
   try {
     const weightDtype = resolveDtype(dtype, checkpoint);
     if (quantize === "none") {

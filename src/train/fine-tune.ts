@@ -1,6 +1,6 @@
 // LoRA fine-tuning as one library call: builds the optimizer, the batch stream, validation and
 // the checkpoint files around trainLoop, and saves the final adapter in PEFT format.
-import { existsSync, statSync } from "node:fs";
+import { existsSync, rmSync } from "node:fs";
 import { makeFolder } from "../io/folders.js";
 import { join } from "node:path";
 import type { Tensor } from "../engine/index.js";
@@ -18,6 +18,7 @@ import { AdamW, clipGradNorm, gradNorm } from "../engine/optim.js";
 import { CheckpointStore, type CheckpointParts } from "./checkpoint-store.js";
 import { enableGradientCheckpointing } from "./checkpointing.js";
 import { MetricsLog } from "./progress.js";
+import { findRunFolderProblem, METRICS_FILE } from "./run-folder.js";
 import type { ScheduleKind } from "./schedule.js";
 import {
   trainLoop,
@@ -72,12 +73,25 @@ export interface FineTuneResult extends TrainResult {
   adapterDir: string | null;
 }
 
-/** Creates the output folder, or rejects a path that exists and is not a folder. */
-function prepareOutDir(outDir: string): void {
-  if (existsSync(outDir) && !statSync(outDir).isDirectory()) {
+/**
+ * Creates the output folder, or rejects a file path and, for a new run, a folder that contains
+ * another run's files (so that metrics and checkpoints of two runs never mix). A new run removes
+ * the metrics log of a run that stopped before its first checkpoint.
+ */
+function prepareOutDir(outDir: string, resume: boolean): void {
+  const problem = findRunFolderProblem(outDir, resume);
+  if (problem === "file") {
     throw new Error(`fineTune: output path ${outDir} is a file; pass a folder path for outDir`);
   }
+  if (problem === "not-empty") {
+    throw new Error(
+      `fineTune: outDir ${outDir} is not empty; pass another folder as outDir, ` +
+        `or resume: true to continue the run saved in it`,
+    );
+  }
+  // "no-checkpoint" is reported by trainLoop, which also covers a missing outDir.
   makeFolder(outDir);
+  if (!resume) rmSync(join(outDir, METRICS_FILE), { force: true });
 }
 
 /** Adapts the data module's BatchIterator to the trainer's BatchSource interface. */
@@ -171,7 +185,7 @@ function restoreAdapterValues(dir: string, named: readonly [string, Tensor][]): 
 export async function fineTune(options: FineTuneOptions): Promise<FineTuneResult> {
   const { model, outDir } = options;
   const named = trainableAdapterParameters(model, "fineTune");
-  if (outDir !== null) prepareOutDir(outDir);
+  if (outDir !== null) prepareOutDir(outDir, options.resume ?? false);
   const params = named.map(([, t]) => t);
   const optimizer = new AdamW(params, {
     lr: options.lr,
@@ -233,7 +247,7 @@ export async function fineTune(options: FineTuneOptions): Promise<FineTuneResult
     onStep: options.onStep,
     onValidation: options.onValidation,
     log: options.log,
-    metricsLog: outDir === null ? undefined : new MetricsLog(join(outDir, "metrics.jsonl")),
+    metricsLog: outDir === null ? undefined : new MetricsLog(join(outDir, METRICS_FILE)),
   };
 
   model.train();

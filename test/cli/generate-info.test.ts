@@ -82,6 +82,16 @@ test("generate streams the greedy golden text", () => {
   assert.match(stderr, /stopped by eos/);
 });
 
+test("generate counts one token in singular", () => {
+  const model = fixture("models/TinyStories-656K");
+  const one = tslora("generate", "--model", model, "--prompt", "Once", "--max-new-tokens", "1");
+  assert.equal(one.status, 0, one.stderr);
+  assert.match(one.stderr, /^generated 1 token in /m);
+  const two = tslora("generate", "--model", model, "--prompt", "Once", "--max-new-tokens", "2");
+  assert.equal(two.status, 0, two.stderr);
+  assert.match(two.stderr, /^generated 2 tokens in /m);
+});
+
 test("top-k without temperature warns", () => {
   const model = fixture("models/TinyStories-656K");
   const args = ["generate", "--model", model, "--prompt", "Once", "--max-new-tokens", "2"];

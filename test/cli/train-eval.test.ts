@@ -33,6 +33,7 @@ test("eval prints loss, exact match and F1", () => {
   const { status, stdout, stderr } = tslora(["eval", ...common, "--samples", "1"]);
   assert.equal(status, 0, stderr);
   assert.match(stdout, /\(no adapter\)/);
+  assert.match(stdout, /^validation set: 5 examples, \d+ tokens \(\d+ scored\), /m);
   assert.match(stdout, /^loss \d+\.\d{4} \| perplexity \d+\.\d{3} \| \d+ tokens in 5 examples$/m);
   assert.match(stdout, /^SQuAD: exact match \d+\.\d\d% \| F1 \d+\.\d\d% \| 2 questions$/m);
   assert.match(stdout, /^ {2}Q: .+\n {5}predicted: ".*" \| gold: ".+"$/m);

@@ -60,6 +60,12 @@ const cases: { name: string; data: () => string; extra?: string[]; error: RegExp
     data: () => file("data.csv", "a,b\n"),
     error: /data\.csv: unknown file type/,
   },
+  {
+    name: "plain text file",
+    data: () => file("story.txt", "Once upon a time.\n"),
+    error:
+      /story\.txt: unknown file type "\.txt".*For plain text, write one \{"text": "\.\.\."\} JSON object per line into a \.jsonl file/,
+  },
 ];
 
 for (const c of cases) {
@@ -141,6 +147,26 @@ function helpParagraph(help: string, name: string): string {
   assert.ok(found !== undefined, `no --${name} in the help`);
   return found.replace(/\s+/g, " ").trim();
 }
+
+test("train and eval help describe --data", () => {
+  const train = helpParagraph(formatHelp("tslora train", "summary", TRAIN_OPTIONS), "data");
+  const evalHelp = helpParagraph(formatHelp("tslora eval", "summary", EVAL_OPTIONS), "data");
+  for (const help of [train, evalHelp]) {
+    assert.match(help, /SQuAD 2\.0 questions without an answer are skipped/);
+    assert.match(help, /a \.parquet file/);
+    assert.match(help, /plain text goes in as one \{"text": \.\.\.\} object per line/);
+  }
+  assert.match(train, /so they are not trained\./);
+  assert.match(evalHelp, /so they are not scored\./);
+});
+
+test("eval help says --mask-prompt scores", () => {
+  const train = helpParagraph(formatHelp("tslora train", "summary", TRAIN_OPTIONS), "mask-prompt");
+  const evalHelp = helpParagraph(formatHelp("tslora eval", "summary", EVAL_OPTIONS), "mask-prompt");
+  assert.match(train, /Learn only the answer/);
+  assert.match(evalHelp, /Score the loss on the answer \(completion\) tokens only/);
+  assert.doesNotMatch(evalHelp, /[Ll]earn/);
+});
 
 test("eval help names the run's defaults", () => {
   const help = formatHelp("tslora eval", "summary", EVAL_OPTIONS);

@@ -74,14 +74,11 @@ test("chat examples learn assistant turns only", () => {
   assert.equal(report.examples, 1);
   const example = examples[0];
   const text = new ChatRenderer(gpt2, CHATML).render(conversation);
-  assert.deepEqual(
-    [...example.inputIds],
-    [...gpt2.encode(text, { addSpecialTokens: false }), 50256],
-  );
+  assert.deepEqual([...example.inputIds], [...gpt2.encode(text, { addSpecialTokens: false })]);
   const runs = learnedRuns(example.labels, (ids) => gpt2.decode(ids));
   assert.deepEqual(runs, [
     "In Normandy.<|im_end|>\n",
-    "In the 10th and 11th centuries.<|im_end|>\n<|endoftext|>",
+    "In the 10th and 11th centuries.<|im_end|>\n",
   ]);
   assert.equal(
     example.promptLength,
@@ -108,6 +105,29 @@ test("chat template special tokens are learned once", () => {
   assert.equal(runs.length, 2);
   assert.match(runs[0], /In Normandy\.<\|end_story\|>$/);
   assert.match(runs[1], /In the 10th and 11th centuries\.<\|end_story\|>$/);
+});
+
+test("chat gets no EOS after the template's end", () => {
+  // The template ends each assistant turn with the EOS and a newline, so the example must end
+  // with "<eos>\n", and no second EOS may follow.
+  const template =
+    "{% for m in messages %}{{ m.role + ': ' + m.content + '\\n' }}" +
+    "{% if m.role == 'assistant' %}{{ eos_token }}{{ '\\n' }}{% endif %}{% endfor %}" +
+    "{% if add_generation_prompt %}{{ 'assistant: ' }}{% endif %}";
+  const messages = conversation.slice(1, 3);
+  const { examples } = tokenizeSamples([chatSample(messages)], gpt2, {
+    maxLength: 512,
+    chatTemplate: template,
+  });
+  const example = examples[0];
+  const text = new ChatRenderer(gpt2, template).render(messages);
+  assert.ok(text.endsWith("<|endoftext|>\n"), JSON.stringify(text));
+  assert.deepEqual([...example.inputIds], [...gpt2.encode(text, { addSpecialTokens: false })]);
+  const eosCount = [...example.inputIds].filter((id) => id === gpt2.eosTokenId).length;
+  assert.equal(eosCount, 1, "only the template's EOS");
+  const runs = learnedRuns(example.labels, (ids) => gpt2.decode(ids));
+  // GPT-2 merges the space after "assistant:" into the first answer token, which is learned.
+  assert.deepEqual(runs, [" In Normandy.\n<|endoftext|>\n"]);
 });
 
 test("chat without masking learns every token", () => {
@@ -138,8 +158,9 @@ test("chat truncation cuts the end or drops", () => {
     [...example.inputIds.subarray(0, firstLearned + 2)],
     [...full.inputIds.subarray(0, firstLearned + 2)],
   );
-  assert.equal(example.inputIds[firstLearned + 2], 50256);
-  assert.equal(example.labels[firstLearned + 2], 50256);
+  // The cut turn has not ended, so no EOS is appended.
+  assert.equal(example.inputIds[firstLearned + 2], full.inputIds[firstLearned + 2]);
+  assert.equal(example.labels[firstLearned + 2], full.inputIds[firstLearned + 2]);
   assert.equal(example.labels[firstLearned - 1], IGNORE_INDEX);
   assert.equal(example.labels[firstLearned], full.inputIds[firstLearned]);
 
@@ -148,7 +169,7 @@ test("chat truncation cuts the end or drops", () => {
   assert.throws(
     () => tokenizeSamples(samples, gpt2, { maxLength: tooShort, chatTemplate: CHATML }),
     new RegExp(
-      `all 2 samples are longer than maxLength ${tooShort} .*at least ${firstLearned + 2}`,
+      `all 2 samples are longer than maxLength ${tooShort} .*at least ${firstLearned + 1}`,
     ),
   );
 });
@@ -231,5 +252,5 @@ test("chat JSONL file end to end", () => {
   });
   assert.equal(report.examples, 2);
   const runs = learnedRuns(examples[1].labels, (ids) => gpt2.decode(ids));
-  assert.deepEqual(runs, ["In Normandy.<|im_end|>\n<|endoftext|>"]);
+  assert.deepEqual(runs, ["In Normandy.<|im_end|>\n"]);
 });

@@ -5,11 +5,11 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
-import { endStep, noGrad, Tensor } from "../../src/engine/index.js";
+import { endStep, noGrad, Tensor, type QuantizeOption } from "../../src/engine/index.js";
 import { readSafetensors, writeSafetensors } from "../../src/io/safetensors.js";
 import { loadModel } from "../../src/models/load.js";
 import type { CausalLM } from "../../src/models/types.js";
-import { loadModelFromDir } from "../../src/models/weights.js";
+import { loadModelFromDir, type LoadDType } from "../../src/models/weights.js";
 import { assertClose } from "../helpers/assert.js";
 import { fixture } from "../helpers/fixtures.js";
 import { writeTinyModel, type TinyFamily } from "../helpers/tiny-models.js";
@@ -144,4 +144,30 @@ test("loadModel returns model, tokenizer and folder", async () => {
   assert.equal(loaded.dir, dir);
   assert.equal(loaded.model.modelType, "llama");
   assert.equal(loaded.tokenizer.bosTokenId, 1);
+});
+
+test("loadModel rejects unknown dtype and quantize", async () => {
+  const dir = tinyDir("llama", { tokenizerFrom: fixture("models/stories260K") });
+  const dtype = "f64" as LoadDType;
+  await assert.rejects(
+    loadModel(dir, { dtype }),
+    /^Error: loadModel: invalid dtype "f64"; expected one of "auto", "f32", "bf16"$/,
+  );
+  const quantize = "int4" as QuantizeOption;
+  await assert.rejects(
+    loadModel(dir, { quantize }),
+    /^Error: loadModel: invalid quantize "int4"; expected one of "none", "int8", "nf4"$/,
+  );
+});
+
+test("loadModelFromDir rejects unknown dtype and quantize", () => {
+  const dir = tinyDir("llama");
+  assert.throws(
+    () => loadModelFromDir(dir, "f16" as LoadDType),
+    /^Error: loadModelFromDir: invalid dtype "f16"; expected one of "auto", "f32", "bf16"$/,
+  );
+  assert.throws(
+    () => loadModelFromDir(dir, "f32", { quantize: "int4" as QuantizeOption }),
+    /^Error: loadModelFromDir: invalid quantize "int4"; expected one of "none", "int8", "nf4"$/,
+  );
 });
