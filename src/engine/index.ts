@@ -10,7 +10,7 @@ export { gelu, silu, swiglu } from "./ops/activation.js";
 export { dropout } from "./ops/dropout.js";
 export { Rng, type RngState } from "./random.js";
 export { AdamW, gradNorm, clipGradNorm, type AdamWOptions } from "./optim.js";
-export { linear, matmul, type MatmulOptions } from "./ops/matmul.js";
+export { addLinear, linear, matmul, type MatmulOptions } from "./ops/matmul.js";
 export { softmax } from "./ops/softmax.js";
 export { attention, type AttentionOptions } from "./ops/attention.js";
 export { rope } from "./ops/rope.js";

@@ -2,7 +2,7 @@
 // output, for every active adapter that is not merged into the weight (PEFT's lora.Linear).
 //
 // Legend: N rows of x (any leading dims), I in_features, O out_features, R rank.
-import { add, dropout, linear, scale, type Tensor } from "../engine/index.js";
+import { addLinear, dropout, linear, scale, type Tensor } from "../engine/index.js";
 import type { Rng } from "../engine/random.js";
 import type { Linear, LinearHook } from "../nn/linear.js";
 
@@ -51,12 +51,15 @@ export class LoraLinear implements LinearHook {
       if (this.merged.has(name)) continue;
       const w = this.adapters.get(name);
       if (w === undefined) continue;
-      out = add(out, this.delta(x, w));
+      // base is the frozen layer's fresh output, read by nothing else, so B's product is added
+      // into its memory in place of two more [N.., O] tensors.
+      out = addLinear(out, this.lowRank(x, w), w.B);
     }
     return out;
   }
 
-  private delta(x: Tensor, w: LoraWeights): Tensor {
+  /** Returns scaling · dropout(x) A^T [N.., R], the input of lora_B. */
+  private lowRank(x: Tensor, w: LoraWeights): Tensor {
     let input = x;
     if (w.dropout > 0 && this.base.training) {
       const rng = this.dropoutSource.rng;
@@ -69,7 +72,6 @@ export class LoraLinear implements LinearHook {
       input = dropout(x, w.dropout, rng, true);
     }
     // Scaling the [N, R] intermediate is cheaper than scaling the [N, O] output.
-    const h = scale(linear(input, w.A, null, "outIn"), w.scaling); // [N.., R]
-    return linear(h, w.B, null, "outIn"); // [N.., O]
+    return scale(linear(input, w.A, null, "outIn"), w.scaling); // [N.., R]
   }
 }

@@ -1,6 +1,15 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { linear, matmul, Tensor, type DType } from "../../src/engine/index.js";
+import {
+  add,
+  addLinear,
+  endStep,
+  linear,
+  matmul,
+  scale,
+  Tensor,
+  type DType,
+} from "../../src/engine/index.js";
 import { gradcheck } from "../helpers/gradcheck.js";
 import { randomArray } from "../helpers/random.js";
 
@@ -232,4 +241,51 @@ test("linear rejects a weight of the wrong layout", () => {
     /linear: bias must be \[4\]/,
   );
   assert.equal(linear(x, Tensor.zeros([3, 4]), null, "inOut").shape.join(","), "2,4");
+});
+
+// addLinear: base [2, 3, 5] + x [2, 3, 4] · w [5, 4]ᵀ, written into base's memory.
+const ADD_LINEAR = { base: [2, 3, 5], x: [2, 3, 4], w: [5, 4] };
+
+test("addLinear gradients match f64", () => {
+  gradcheck(
+    // scale(base, 1) gives addLinear a fresh tensor, as its contract requires.
+    ([base, x, w]) => addLinear(scale(base, 1), x, w),
+    ([base, x, w]) => {
+      const out = Float64Array.from(base);
+      for (let row = 0; row < 6; row++) {
+        for (let o = 0; o < 5; o++) {
+          let sum = 0;
+          for (let i = 0; i < 4; i++) sum += x[row * 4 + i] * w[o * 4 + i];
+          out[row * 5 + o] += sum;
+        }
+      }
+      return out;
+    },
+    [
+      { data: randomArray(30, 11), shape: ADD_LINEAR.base },
+      { data: randomArray(24, 12), shape: ADD_LINEAR.x },
+      { data: randomArray(20, 13), shape: ADD_LINEAR.w },
+    ],
+    { what: "addLinear" },
+  );
+});
+
+test("addLinear equals add of linear", () => {
+  const base = Tensor.from(randomArray(30, 21), ADD_LINEAR.base);
+  const x = Tensor.from(randomArray(24, 22), ADD_LINEAR.x);
+  const w = Tensor.from(randomArray(20, 23), ADD_LINEAR.w);
+  const expected = add(base, linear(x, w)).toFloat32Array();
+  const out = addLinear(base, x, w);
+  assert.deepEqual(out.toFloat32Array(), expected);
+  // The sum lives in base's memory: no new [.., out] tensor.
+  assert.equal(out.offset, base.offset);
+  endStep();
+});
+
+test("addLinear rejects mismatched shapes", () => {
+  const base = Tensor.zeros([2, 6]);
+  const x = Tensor.zeros([2, 4]);
+  const w = Tensor.zeros([5, 4]);
+  assert.throws(() => addLinear(base, x, w), /addLinear: expected x \[\.\.\., in\], weight/);
+  endStep();
 });

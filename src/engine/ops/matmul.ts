@@ -115,6 +115,43 @@ export function linear(
   ]);
 }
 
+/**
+ * Returns base + x · weightᵀ for x [..., in] f32, an f32 weight [out, in] and base [..., out]
+ * f32, adding the product into base's own memory. The result is a view of base, so base must be
+ * a fresh output that nothing reads afterwards, such as a frozen layer's output before LoRA adds
+ * its term (a linear's backward does not read its output). This saves the two [..., out]
+ * tensors that add(base, linear(x, weight)) would allocate.
+ */
+export function addLinear(base: Tensor, x: Tensor, weight: Tensor): Tensor {
+  expectDtype("addLinear", "base", base, "f32");
+  expectDtype("addLinear", "x", x, "f32");
+  expectDtype("addLinear", "weight", weight, "f32");
+  const inFeatures = x.shape[x.ndim - 1];
+  const expected = [...x.shape.slice(0, -1), weight.shape[0]];
+  const matches =
+    weight.ndim === 2 &&
+    weight.shape[1] === inFeatures &&
+    base.ndim === expected.length &&
+    expected.every((d, i) => base.shape[i] === d);
+  if (!matches) {
+    throw new Error(
+      `addLinear: expected x [..., in], weight [out, in] and base [..., out], got x ` +
+        `${formatShape(x.shape)}, weight ${formatShape(weight.shape)} and base ` +
+        `${formatShape(base.shape)}`,
+    );
+  }
+  const rows = shapeSize(x.shape.slice(0, -1));
+  const x2 = x.view([rows, inFeatures]);
+  const p = describeProduct("addLinear", x2, weight, false, true);
+  const out = base.view(base.shape);
+  runProduct(p, weight, out, true);
+  return record(out, "addLinear", [base, x, weight], (g, needs) => [
+    needs[0] ? g : null,
+    needs[1] ? gradLeft(p, x2, weight, g).view(x.shape) : null,
+    needs[2] ? gradRight(p, x2, weight, g) : null,
+  ]);
+}
+
 function describeProduct(
   op: string,
   a: Tensor,
