@@ -230,7 +230,7 @@ export function formatInfo(info: ModelInfo): string {
     ["vocabulary", String(d.vocabSize)],
     ["context", formatContext(info)],
     ["tied embeddings", d.tieWordEmbeddings ? "yes" : "no"],
-    ["parameters", `${info.parameters} (${formatCount(info.parameters)})`],
+    ["parameters", `${info.parameters.toLocaleString("en-US")} (${formatCount(info.parameters)})`],
     ["stored dtype", stored],
     ["weights in memory", `${formatBytes(info.weightBytes)} (matrices as ${info.loadDtype})`],
     ["KV cache", `${formatBytes(info.kvCacheBytesPerToken * 1024)} per 1024 tokens of context`],

@@ -41,7 +41,7 @@ test("info prints sizes and parameter count", () => {
   assert.equal(status, 0);
   assert.match(stdout, /model_type: +llama \(LlamaForCausalLM\)/);
   assert.match(stdout, /attention heads: +8 \(KV heads 4, head size 16\)/);
-  assert.match(stdout, /parameters: +656000/);
+  assert.match(stdout, /parameters: +656,000 \(656\.0 K\)/);
   assert.match(stdout, /stored dtype: +BF16 \(20 tensors\)/);
 });
 
