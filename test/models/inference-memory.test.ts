@@ -1,6 +1,6 @@
-// Memory of a forward pass without a tape: each block's intermediates are freed when the block
-// returns (runBlocks), so the step arena holds the same few tensors whatever the depth, the heap
-// returns to where it was once the step ends, and the outputs equal those of a taped forward.
+// Memory of a forward pass without a tape. Each block's intermediates are freed when the block
+// returns (runBlocks), so the step arena contains the same few tensors at any depth. The heap
+// returns to its size once the step ends, and the outputs equal those of a taped forward.
 // Also: weights converted between dtypes while loading, across the loader's read chunks.
 import assert from "node:assert/strict";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -61,7 +61,7 @@ for (const family of ["gpt2", "llama", "bloom"] as const) {
     const shallowPass = forwardPass(shallow, false);
     const deepPass = forwardPass(deep, false);
     const deepTaped = forwardPass(deep, true);
-    // Without a tape the arena holds the embedding output and the final norm, at any depth.
+    // Without a tape the arena contains the embedding output and the final norm, at any depth.
     assert.equal(deepPass.arenaBytes, shallowPass.arenaBytes);
     // With one it keeps every block's activations (they would be saved for backward).
     assert.ok(
