@@ -58,7 +58,8 @@ async function main(argv: string[]): Promise<number> {
 
 function formatResult(r: BenchResult): string {
   // Ratios need two decimals: a target of 0.4x must not read as met at 0.44x.
-  const digits = r.unit === "x" ? 2 : r.value >= 100 ? 0 : 1;
+  let digits = r.value >= 100 ? 0 : 1;
+  if (r.unit === "x") digits = 2;
   const value = r.value.toFixed(digits);
   return `${r.name.padEnd(56)} ${value.padStart(8)} ${r.unit}${r.note ? `  (${r.note})` : ""}`;
 }

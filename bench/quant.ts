@@ -12,7 +12,7 @@ import type { BenchJob } from "./job.js";
 import { runInChild } from "./process.js";
 import { ensureRandomCheckpoint, type BenchModelName } from "./random-checkpoint.js";
 import { failedRow, type ComparedResult } from "./report.js";
-import { trainRows, TRAIN_SPECS, type TrainMeasurement, type TrainOptions } from "./train.js";
+import { trainOptionsOf, trainRows, TRAIN_SPECS, type TrainMeasurement } from "./train.js";
 
 /** One measured run: the quantization and the dtype the checkpoint is stored (and loaded) in. */
 interface Variant {
@@ -70,23 +70,14 @@ async function runTrain(base: string, flags: BenchFlags): Promise<ComparedResult
     const label =
       `quant-${base} ${variantName(variant)} B=${batch} T=${spec.seqLen} r=${spec.r}` +
       (flags.gradientCheckpointing ? " gradient-checkpointing" : "");
-    const options: TrainOptions = {
+    const modelDir = await checkpointOf(spec.model.random, variant);
+    const options = trainOptionsOf(spec, flags, {
       label,
-      modelDir: await checkpointOf(spec.model.random, variant),
+      modelDir,
       dtype: variant.stored,
-      r: spec.r,
-      alpha: spec.alpha,
-      targets: spec.targets,
-      fanInFanOut: spec.fanInFanOut,
       batch,
-      seqLen: spec.seqLen,
-      warmupSteps: flags.warmupSteps,
-      steps: flags.steps,
-      seed: 1,
-      profile: flags.profile,
-      gradientCheckpointing: flags.gradientCheckpointing,
       quantize,
-    };
+    });
     try {
       const result = (await runInChild(
         { task: "train", options },

@@ -252,6 +252,27 @@ export interface TrainSpec {
   seqLen: number;
 }
 
+/** Returns the options of one measured run of `spec`: its LoRA and shape, and the bench flags. */
+export function trainOptionsOf(
+  spec: TrainSpec,
+  flags: BenchFlags,
+  run: Pick<TrainOptions, "label" | "modelDir" | "dtype" | "batch" | "quantize">,
+): TrainOptions {
+  return {
+    ...run,
+    r: spec.r,
+    alpha: spec.alpha,
+    targets: spec.targets,
+    fanInFanOut: spec.fanInFanOut,
+    seqLen: spec.seqLen,
+    warmupSteps: flags.warmupSteps,
+    steps: flags.steps,
+    seed: 1,
+    profile: flags.profile,
+    gradientCheckpointing: flags.gradientCheckpointing,
+  };
+}
+
 export const TRAIN_SPECS: Record<string, TrainSpec> = {
   "train-smollm2": {
     model: { random: "smollm2-135m" },
@@ -322,22 +343,7 @@ async function runTrainJob(
   for (const dtype of flags.dtypes ?? (["f32"] as const)) {
     const checkpointing = flags.gradientCheckpointing ? " gradient-checkpointing" : "";
     const label = `${name} ${dtype} B=${batch} T=${spec.seqLen} r=${spec.r}${checkpointing}`;
-    const options: TrainOptions = {
-      label,
-      modelDir,
-      dtype,
-      r: spec.r,
-      alpha: spec.alpha,
-      targets: spec.targets,
-      fanInFanOut: spec.fanInFanOut,
-      batch,
-      seqLen: spec.seqLen,
-      warmupSteps: flags.warmupSteps,
-      steps: flags.steps,
-      seed: 1,
-      profile: flags.profile,
-      gradientCheckpointing: flags.gradientCheckpointing,
-    };
+    const options = trainOptionsOf(spec, flags, { label, modelDir, dtype, batch });
     try {
       const result = (await runInChild(
         { task: "train", options },
