@@ -116,7 +116,7 @@ export function hasRandomCheckpoint(model: BenchModelName, dir = randomCheckpoin
 }
 
 /**
- * Writes config.json and model.safetensors (f32, or bf16 when the config's torch_dtype says
+ * Writes config.json and model.safetensors (f32, or bf16 when the config's torch_dtype is
  * bfloat16) with random weights for `model` into `dir` and
  * returns `dir`. Matrices and embeddings are uniform with standard deviation initializer_range,
  * 1-D weights (norm scales) are 1 and biases 0, so activations stay finite at any depth. The

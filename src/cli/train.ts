@@ -161,7 +161,7 @@ async function trainInto(
   };
   const modelDir = await resolveModelDir(String(values.model));
   const maxLength = resolveMaxLength("train", modelDir, values);
-  // Loading a 100M-parameter model takes seconds, so say what is happening (on stderr, which
+  // Loading a 100M-parameter model takes seconds, so print what is happening (on stderr, which
   // carries status; stdout stays for results).
   const quantizeNote = values.quantize === "none" ? "" : `, quantizing to ${values.quantize}`;
   process.stderr.write(`loading ${modelDir}${quantizeNote} ...

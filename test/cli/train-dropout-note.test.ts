@@ -1,5 +1,5 @@
-// `tslora train` says when config.json sets dropout for the base model itself, which training
-// here does not apply, and stays quiet when it sets none.
+// `tslora train` prints a note when config.json sets dropout for the base model itself, which
+// training here does not apply, and prints none when the config sets no dropout.
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";

@@ -1,5 +1,5 @@
 // Disposing a model with adapters: every LoRA tensor and gradient is freed, and every later call
-// on the model fails with a message that says it was disposed.
+// on the model fails with an error naming the disposal.
 import assert from "node:assert/strict";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
