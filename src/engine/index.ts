@@ -1,6 +1,6 @@
 // The engine's public surface: tensors, autodiff and ops.
 export { Tensor, endStep, type DType, type Shape, type TensorOptions } from "./tensor.js";
-export { backward, noGrad, withGrad, zeroGrad, isGradEnabled } from "./tape.js";
+export { backward, freeUnsaved, noGrad, withGrad, zeroGrad, isGradEnabled } from "./tape.js";
 export { add, addSame, sub, mul, scale, sum, mean } from "./ops/elementwise.js";
 export { broadcastShapes, reduceToShape } from "./ops/broadcast.js";
 export { reshape, transpose, slice, concat } from "./ops/layout.js";

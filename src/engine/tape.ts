@@ -2,7 +2,13 @@
 // graph is the chain of nodes, and backward() walks it in reverse topological order. Frozen
 // tensors (requiresGrad false and no node) get no gradient buffers. Gradients still flow through
 // ops that read them: a frozen weight's matmul passes dX back.
-import { closeScratchScope, openScratchScope, releaseScratch, Tensor } from "./tensor.js";
+import {
+  closeScratchScope,
+  openScratchScope,
+  pinScratch,
+  releaseScratch,
+  Tensor,
+} from "./tensor.js";
 
 /**
  * Computes the gradients of one op's inputs from the gradient of its output. `needs[i]` is true
@@ -14,6 +20,11 @@ export interface Node {
   op: string;
   inputs: readonly Tensor[];
   backward: BackwardFn;
+  /**
+   * The tensors whose memory `backward` reads, or undefined when the op did not declare them. Inputs that
+   * backward does not read may be freed before it runs (see freeUnsaved).
+   */
+  saved?: readonly Tensor[];
 }
 
 let gradEnabled = true;
@@ -44,14 +55,74 @@ export function withGrad<T>(fn: () => T): T {
   }
 }
 
-/** Attaches a node to `out` when recording is on and any input needs a gradient. */
+// Nodes recorded inside each open freeUnsaved call, innermost last.
+const collectors: Node[][] = [];
+
+/**
+ * Attaches a node to `out` when recording is on and any input needs a gradient. `saved` lists
+ * every tensor whose memory `backward` reads (nulls are skipped), inputs and internal buffers
+ * alike. Leaving it out marks the op as unknown, and freeUnsaved then frees nothing around it.
+ */
 export function record(
   out: Tensor,
   op: string,
   inputs: readonly Tensor[],
   backward: BackwardFn,
+  saved?: readonly (Tensor | null)[],
 ): Tensor {
-  if (gradEnabled && inputs.some((t) => t.needsGrad)) out.node = { op, inputs, backward };
+  if (!gradEnabled || !inputs.some((t) => t.needsGrad)) return out;
+  const node: Node = { op, inputs, backward };
+  if (saved !== undefined) node.saved = saved.filter((t): t is Tensor => t !== null);
+  out.node = node;
+  collectors[collectors.length - 1]?.push(node);
+  return out;
+}
+
+let freeingEnabled = true;
+
+/**
+ * Turns freeUnsaved on or off (on by default) and returns the previous setting. Off, every
+ * intermediate lives until endStep(); tests compare the two.
+ */
+export function setFreeUnsaved(on: boolean): boolean {
+  const previous = freeingEnabled;
+  freeingEnabled = on;
+  return previous;
+}
+
+/**
+ * Runs `fn` and frees every tensor it allocated that neither its result nor a backward recorded
+ * inside it reads. A transformer block keeps its saved activations this way and drops the rest
+ * (a frozen layer's input, a copy made before a transpose) as soon as it returns, where the step
+ * arena would hold them until endStep(). The kept tensors are handed to the enclosing scratch
+ * scope, or to endStep() when none is open. Without recording, or when an op inside did not
+ * declare what it saves, nothing is freed.
+ */
+export function freeUnsaved(fn: () => Tensor): Tensor {
+  if (!gradEnabled || !freeingEnabled) return fn();
+  const scope = openScratchScope();
+  const nodes: Node[] = [];
+  collectors.push(nodes);
+  let out: Tensor | null = null;
+  try {
+    out = fn();
+  } finally {
+    collectors.pop();
+    collectors[collectors.length - 1]?.push(...nodes);
+    const keep = new Set<Tensor>();
+    if (out !== null && nodes.every((n) => n.saved !== undefined)) {
+      keep.add(out.base);
+      for (const n of nodes) for (const t of n.saved ?? []) keep.add(t.base);
+    } else {
+      for (const t of scope.tensors) keep.add(t);
+    }
+    const owned = scope.tensors.filter((t) => keep.has(t));
+    closeScratchScope(scope, keep);
+    for (const t of owned) {
+      pinScratch(t);
+      releaseScratch(t);
+    }
+  }
   return out;
 }
 

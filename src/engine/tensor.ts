@@ -66,6 +66,19 @@ export function releaseScratch(t: Tensor): void {
   t.releaseScratch();
 }
 
+let poisonFreed = false;
+
+/**
+ * Makes every scratch tensor freed from now on fill its memory with NaN first (off by default),
+ * so that a backward which reads freed memory gives NaN instead of stale values that look right.
+ * For tests. Returns the previous setting.
+ */
+export function setPoisonFreedMemory(on: boolean): boolean {
+  const previous = poisonFreed;
+  poisonFreed = on;
+  return previous;
+}
+
 /** Keeps the scratch memory behind `t` alive after the scope or the reference that owns it ends. */
 export function pinScratch(t: Tensor): void {
   t.base.pinned = true;
@@ -313,6 +326,8 @@ export class Tensor {
   /** Frees the heap block of a scratch tensor; views of it become unusable. */
   releaseScratch(): void {
     if (!this.scratch || this.disposed) return;
+    if (poisonFreed)
+      new Uint8Array(getRuntime().memory.buffer, this.offset, this.byteLength).fill(0xff);
     getHeap().release(this.offset);
     this.disposed = true;
   }

@@ -5,6 +5,7 @@
 import {
   attention,
   crossEntropy,
+  freeUnsaved,
   isGradEnabled,
   linear,
   linearCrossEntropy,
@@ -75,8 +76,9 @@ export function attend(
  * Runs the transformer blocks in order: x = step(blocks[i], x, i). Without a tape (generation,
  * evaluation) each block runs in a scratch scope, so its intermediates are freed as soon as it
  * returns and the pass holds one block's temporaries at a time instead of every layer's until
- * endStep(). The last output lives until endStep(). With a tape the intermediates are saved for
- * backward, so the blocks simply run in turn.
+ * endStep(). The last output lives until endStep(). With a tape each block runs under
+ * freeUnsaved: the activations its backward reads live until endStep(), and the rest (a frozen
+ * layer's input, the copy made before a transpose) are freed when the block returns.
  */
 export function runBlocks<B>(
   blocks: readonly B[],
@@ -85,7 +87,8 @@ export function runBlocks<B>(
 ): Tensor {
   if (isGradEnabled()) {
     blocks.forEach((block, i) => {
-      x = step(block, x, i);
+      const input = x;
+      x = freeUnsaved(() => step(block, input, i));
     });
     return x;
   }

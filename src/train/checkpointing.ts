@@ -2,7 +2,7 @@
 // forward pass and recomputing the segment's activations during backward. Applied to each
 // transformer block, activation memory drops from every intermediate of every block to one
 // hidden state per block, for the cost of one extra forward pass.
-import { backward, isGradEnabled, noGrad, record, withGrad } from "../engine/tape.js";
+import { backward, freeUnsaved, isGradEnabled, noGrad, record, withGrad } from "../engine/tape.js";
 import { getArena, type ArenaMark } from "../engine/memory.js";
 import { pinScratch, Tensor } from "../engine/tensor.js";
 import { Rng } from "../engine/random.js";
@@ -36,39 +36,47 @@ export function checkpoint(
 
   const forwardMark = getArena().mark();
   const [out] = keepAfterRelease(forwardMark, [noGrad(() => fn(...inputs))]);
-  return record(out, "checkpoint", [...inputs, ...trainable], (gradOut, needs) => {
-    const backwardMark = getArena().mark();
-    const afterRecompute = onRecompute?.();
-    const captured: (Tensor | null)[] = inputs.map(() => null);
-    const detached = inputs.map((x, i) =>
-      detachCapturing(x, needs[i], (g) => {
-        // The inner backward frees g once the capture node returns; keep it for the copy below.
-        pinScratch(g);
-        captured[i] = g;
-      }),
-    );
-    let recomputed: Tensor;
-    try {
-      recomputed = withGrad(() => fn(...detached));
-    } finally {
-      afterRecompute?.();
-    }
-    if (recomputed.needsGrad) backward(recomputed, gradOut);
+  return record(
+    out,
+    "checkpoint",
+    [...inputs, ...trainable],
+    (gradOut, needs) => {
+      const backwardMark = getArena().mark();
+      const afterRecompute = onRecompute?.();
+      const captured: (Tensor | null)[] = inputs.map(() => null);
+      const detached = inputs.map((x, i) =>
+        detachCapturing(x, needs[i], (g) => {
+          // The inner backward frees g once the capture node returns; keep it for the copy below.
+          pinScratch(g);
+          captured[i] = g;
+        }),
+      );
+      let recomputed: Tensor;
+      try {
+        // The recomputed block keeps only what its own backward reads, as in the forward pass
+        // without checkpointing.
+        recomputed = withGrad(() => freeUnsaved(() => fn(...detached)));
+      } finally {
+        afterRecompute?.();
+      }
+      if (recomputed.needsGrad) backward(recomputed, gradOut);
 
-    // Only copies of the input gradients leave this backward. The recomputed activations are
-    // scratch tensors of the tape, freed when this op's backward returns, so the arena release
-    // below has nothing left to free. An input that the output does not depend on gets a zero
-    // gradient.
-    const kept = keepAfterRelease(
-      backwardMark,
-      captured.filter((g): g is Tensor => g !== null),
-    );
-    const inputGrads = inputs.map((x, i) => {
-      if (!needs[i]) return null;
-      return captured[i] === null ? Tensor.zeros(x.shape) : (kept.shift() ?? null);
-    });
-    return [...inputGrads, ...trainable.map((p) => Tensor.zeros(p.shape))];
-  });
+      // Only copies of the input gradients leave this backward. The recomputed activations are
+      // scratch tensors of the tape, freed when this op's backward returns, so the arena release
+      // below has nothing left to free. An input that the output does not depend on gets a zero
+      // gradient.
+      const kept = keepAfterRelease(
+        backwardMark,
+        captured.filter((g): g is Tensor => g !== null),
+      );
+      const inputGrads = inputs.map((x, i) => {
+        if (!needs[i]) return null;
+        return captured[i] === null ? Tensor.zeros(x.shape) : (kept.shift() ?? null);
+      });
+      return [...inputGrads, ...trainable.map((p) => Tensor.zeros(p.shape))];
+    },
+    inputs,
+  );
 }
 
 /**
@@ -99,6 +107,7 @@ function detachCapturing(x: Tensor, needsGrad: boolean, capture: (g: Tensor) => 
     view.node = {
       op: "checkpoint-input",
       inputs: [],
+      saved: [],
       backward: (g) => {
         capture(g);
         return [];

@@ -63,11 +63,9 @@ for (const family of ["gpt2", "llama", "bloom"] as const) {
     const deepTaped = forwardPass(deep, true);
     // Without a tape the arena contains the embedding output and the final norm, at any depth.
     assert.equal(deepPass.arenaBytes, shallowPass.arenaBytes);
-    // With one it keeps every block's activations (they would be saved for backward).
-    assert.ok(
-      deepTaped.arenaBytes > 3 * deepPass.arenaBytes,
-      `taped ${deepTaped.arenaBytes} bytes vs untaped ${deepPass.arenaBytes}`,
-    );
+    // With a tape but no trainable tensor, no backward saves anything, so freeUnsaved frees
+    // each block's intermediates too (free-unsaved.test.ts covers training).
+    assert.equal(deepTaped.arenaBytes, deepPass.arenaBytes);
     assert.deepEqual(deepPass.hidden, deepTaped.hidden);
     // Every scratch block is back on the free list once the step has ended.
     assert.equal(getHeap().bytesInUse, heapBefore);

@@ -25,11 +25,17 @@ export function gelu(x: Tensor, approximate: GeluApproximate = "tanh"): Tensor {
   }
   const out = Tensor.empty(x.shape);
   geluF32(approximate, x.offset, out.offset, x.size);
-  return record(out, "gelu", [x], (g) => {
-    const dx = Tensor.empty(x.shape);
-    geluBackwardF32(approximate, x.offset, g.offset, dx.offset, x.size);
-    return [dx];
-  });
+  return record(
+    out,
+    "gelu",
+    [x],
+    (g) => {
+      const dx = Tensor.empty(x.shape);
+      geluBackwardF32(approximate, x.offset, g.offset, dx.offset, x.size);
+      return [dx];
+    },
+    [x],
+  );
 }
 
 /** Returns SiLU(x) = x * sigmoid(x). */
@@ -37,11 +43,17 @@ export function silu(x: Tensor): Tensor {
   expectDtype("silu", "x", x, "f32");
   const out = Tensor.empty(x.shape);
   siluF32(x.offset, out.offset, x.size);
-  return record(out, "silu", [x], (g) => {
-    const dx = Tensor.empty(x.shape);
-    siluBackwardF32(x.offset, g.offset, dx.offset, x.size);
-    return [dx];
-  });
+  return record(
+    out,
+    "silu",
+    [x],
+    (g) => {
+      const dx = Tensor.empty(x.shape);
+      siluBackwardF32(x.offset, g.offset, dx.offset, x.size);
+      return [dx];
+    },
+    [x],
+  );
 }
 
 /** Returns silu(gate) * up (Llama's MLP); gate and up have the same shape. */
@@ -51,11 +63,17 @@ export function swiglu(gate: Tensor, up: Tensor): Tensor {
   expectSameShape("swiglu", gate, up);
   const out = Tensor.empty(gate.shape);
   swigluF32(gate.offset, up.offset, out.offset, gate.size);
-  return record(out, "swiglu", [gate, up], (g, needs) => {
-    const dgate = needs[0] ? Tensor.empty(gate.shape) : null;
-    const dup = needs[1] ? Tensor.empty(up.shape) : null;
-    const grads = { dgate: dgate?.offset ?? 0, dup: dup?.offset ?? 0 };
-    swigluBackwardF32(gate.offset, up.offset, g.offset, grads, gate.size);
-    return [dgate, dup];
-  });
+  return record(
+    out,
+    "swiglu",
+    [gate, up],
+    (g, needs) => {
+      const dgate = needs[0] ? Tensor.empty(gate.shape) : null;
+      const dup = needs[1] ? Tensor.empty(up.shape) : null;
+      const grads = { dgate: dgate?.offset ?? 0, dup: dup?.offset ?? 0 };
+      swigluBackwardF32(gate.offset, up.offset, g.offset, grads, gate.size);
+      return [dgate, dup];
+    },
+    [gate, up],
+  );
 }

@@ -63,34 +63,40 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOption
     attentionForwardF32(q.offset, k.offset, v.offset, out.offset, lse.offset, scratch.offset, dims);
   }
 
-  return record(out, "attention", [q, k, v], (gradOut, needs) => {
-    for (const t of keep) t.assertAlive("attention backward");
-    if (dims.keyStride !== S) {
-      throw new Error(
-        `attention backward: keyLength ${S} is less than the ${dims.keyStride} positions of k; ` +
-          `gradients need k and v of exactly S positions, so slice the cache or run under noGrad`,
+  return record(
+    out,
+    "attention",
+    [q, k, v],
+    (gradOut, needs) => {
+      for (const t of keep) t.assertAlive("attention backward");
+      if (dims.keyStride !== S) {
+        throw new Error(
+          `attention backward: keyLength ${S} is less than the ${dims.keyStride} positions of k; ` +
+            `gradients need k and v of exactly S positions, so slice the cache or run under noGrad`,
+        );
+      }
+      const dq = Tensor.empty(q.shape);
+      const dk = Tensor.empty([B, Hkv, S, dims.D]);
+      const dv = Tensor.empty([B, Hkv, S, dims.D]);
+      const delta = Tensor.empty([B, H, T]);
+      attentionBackwardF32(
+        q.offset,
+        k.offset,
+        v.offset,
+        out.offset,
+        gradOut.offset,
+        lse.offset,
+        delta.offset,
+        dq.offset,
+        dk.offset,
+        dv.offset,
+        dims,
+        needs[1] || needs[2],
       );
-    }
-    const dq = Tensor.empty(q.shape);
-    const dk = Tensor.empty([B, Hkv, S, dims.D]);
-    const dv = Tensor.empty([B, Hkv, S, dims.D]);
-    const delta = Tensor.empty([B, H, T]);
-    attentionBackwardF32(
-      q.offset,
-      k.offset,
-      v.offset,
-      out.offset,
-      gradOut.offset,
-      lse.offset,
-      delta.offset,
-      dq.offset,
-      dk.offset,
-      dv.offset,
-      dims,
-      needs[1] || needs[2],
-    );
-    return [dq, dk, dv];
-  });
+      return [dq, dk, dv];
+    },
+    [q, k, v, out, lse, ...keep],
+  );
 }
 
 function checkAttention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions): AttentionDims {

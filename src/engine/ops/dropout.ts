@@ -19,14 +19,20 @@ export function dropout(x: Tensor, p: number, rng: Rng, training: boolean): Tens
   if (!training || p === 0) return x;
   if (p === 1) {
     const out = Tensor.zeros(x.shape);
-    return record(out, "dropout", [x], () => [Tensor.zeros(x.shape)]);
+    return record(out, "dropout", [x], () => [Tensor.zeros(x.shape)], []);
   }
   const stream = rng.reserve(x.size);
   const out = Tensor.empty(x.shape);
   dropoutF32(x.offset, out.offset, x.size, p, stream);
-  return record(out, "dropout", [x], (g) => {
-    const dx = Tensor.empty(x.shape);
-    dropoutF32(g.offset, dx.offset, x.size, p, stream);
-    return [dx];
-  });
+  return record(
+    out,
+    "dropout",
+    [x],
+    (g) => {
+      const dx = Tensor.empty(x.shape);
+      dropoutF32(g.offset, dx.offset, x.size, p, stream);
+      return [dx];
+    },
+    [],
+  );
 }

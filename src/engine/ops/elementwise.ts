@@ -23,35 +23,57 @@ function expectF32Pair(op: string, a: Tensor, b: Tensor): void {
 export function add(a: Tensor, b: Tensor): Tensor {
   expectF32Pair("add", a, b);
   const out = broadcastBinary("add", BinaryOp.Add, a, b);
-  return record(out, "add", [a, b], (g, needs) => {
-    const ga = needs[0] ? reduceToShape(g, a.shape) : null;
-    let gb = needs[1] ? reduceToShape(g, b.shape) : null;
-    // The tape adds later gradients into these tensors in place, so two inputs must never share one.
-    if (ga !== null && gb !== null && gb.offset === ga.offset) gb = copyOf(gb);
-    return [ga, gb];
-  });
+  return record(
+    out,
+    "add",
+    [a, b],
+    (g, needs) => {
+      const ga = needs[0] ? reduceToShape(g, a.shape) : null;
+      let gb = needs[1] ? reduceToShape(g, b.shape) : null;
+      // The tape adds later gradients into these tensors in place, so two inputs must never share one.
+      if (ga !== null && gb !== null && gb.offset === ga.offset) gb = copyOf(gb);
+      return [ga, gb];
+    },
+    [],
+  );
 }
 
 /** Returns a - b with numpy broadcasting. */
 export function sub(a: Tensor, b: Tensor): Tensor {
   expectF32Pair("sub", a, b);
   const out = broadcastBinary("sub", BinaryOp.Sub, a, b);
-  return record(out, "sub", [a, b], (g, needs) => {
-    const ga = needs[0] ? reduceToShape(g, a.shape) : null;
-    const gb = needs[1] ? scaleRaw(reduceToShape(g, b.shape), -1) : null;
-    return [ga, gb];
-  });
+  return record(
+    out,
+    "sub",
+    [a, b],
+    (g, needs) => {
+      const ga = needs[0] ? reduceToShape(g, a.shape) : null;
+      const gb = needs[1] ? scaleRaw(reduceToShape(g, b.shape), -1) : null;
+      return [ga, gb];
+    },
+    [],
+  );
 }
 
 /** Returns a * b (elementwise) with numpy broadcasting. */
 export function mul(a: Tensor, b: Tensor): Tensor {
   expectF32Pair("mul", a, b);
   const out = broadcastBinary("mul", BinaryOp.Mul, a, b);
-  return record(out, "mul", [a, b], (g, needs) => {
-    const ga = needs[0] ? reduceToShape(broadcastBinary("mul", BinaryOp.Mul, g, b), a.shape) : null;
-    const gb = needs[1] ? reduceToShape(broadcastBinary("mul", BinaryOp.Mul, g, a), b.shape) : null;
-    return [ga, gb];
-  });
+  return record(
+    out,
+    "mul",
+    [a, b],
+    (g, needs) => {
+      const ga = needs[0]
+        ? reduceToShape(broadcastBinary("mul", BinaryOp.Mul, g, b), a.shape)
+        : null;
+      const gb = needs[1]
+        ? reduceToShape(broadcastBinary("mul", BinaryOp.Mul, g, a), b.shape)
+        : null;
+      return [ga, gb];
+    },
+    [a.needsGrad ? b : null, b.needsGrad ? a : null],
+  );
 }
 
 function scaleRaw(a: Tensor, s: number): Tensor {
@@ -67,7 +89,7 @@ export function scale(a: Tensor, s: number): Tensor {
     throw new Error(`scale: factor must be a finite number, got ${s}`);
   }
   const out = scaleRaw(a, s);
-  return record(out, "scale", [a], (g) => [scaleRaw(g, s)]);
+  return record(out, "scale", [a], (g) => [scaleRaw(g, s)], []);
 }
 
 function fillLike(shape: readonly number[], value: number): Tensor {
@@ -80,7 +102,7 @@ function fillLike(shape: readonly number[], value: number): Tensor {
 export function sum(a: Tensor): Tensor {
   expectDtype("sum", "a", a, "f32");
   const out = Tensor.from([sumF32(a.offset, a.size)], [1]);
-  return record(out, "sum", [a], (g) => [fillLike(a.shape, g.f32()[0])]);
+  return record(out, "sum", [a], (g) => [fillLike(a.shape, g.f32()[0])], []);
 }
 
 /** Returns the mean of all elements as a [1] tensor (NaN for an empty tensor, as torch gives). */
@@ -88,7 +110,7 @@ export function mean(a: Tensor): Tensor {
   expectDtype("mean", "a", a, "f32");
   const n = a.size;
   const out = Tensor.from([sumF32(a.offset, n) / n], [1]);
-  return record(out, "mean", [a], (g) => [fillLike(a.shape, g.f32()[0] / n)]);
+  return record(out, "mean", [a], (g) => [fillLike(a.shape, g.f32()[0] / n)], []);
 }
 
 /** Returns a + b for f32 tensors of equal shape; unlike add it rejects broadcasting. */

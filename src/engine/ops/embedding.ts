@@ -38,10 +38,16 @@ export function embedding(weight: Tensor, ids: Tensor): Tensor {
     );
   }
   gatherRows(weight.offset, weight.dtype as "f32" | "bf16" | "f16", ids.offset, out.offset, n, c);
-  return record(out, "embedding", [weight, ids], (g, needs) => {
-    if (!needs[0]) return [null, null];
-    const dw = Tensor.zeros(weight.shape);
-    scatterAddRows(g.offset, ids.offset, dw.offset, n, c);
-    return [dw, null];
-  });
+  return record(
+    out,
+    "embedding",
+    [weight, ids],
+    (g, needs) => {
+      if (!needs[0]) return [null, null];
+      const dw = Tensor.zeros(weight.shape);
+      scatterAddRows(g.offset, ids.offset, dw.offset, n, c);
+      return [dw, null];
+    },
+    [ids],
+  );
 }

@@ -33,7 +33,7 @@ export function reshape(a: Tensor, shape: Shape): Tensor {
       `reshape: cannot reshape ${formatShape(a.shape)} (${a.size} elements) into ${formatShape(shape)}`,
     );
   }
-  return record(out, "reshape", [a], (g) => [g.view(a.shape)]);
+  return record(out, "reshape", [a], (g) => [g.view(a.shape)], []);
 }
 
 function transposeRaw(a: Tensor, d0: number, d1: number): Tensor {
@@ -61,10 +61,10 @@ export function transpose(a: Tensor, dim0: number, dim1: number): Tensor {
   const d1 = resolveDim("transpose", dim1, a.shape);
   if (d0 === d1) {
     const out = a.view(a.shape);
-    return record(out, "transpose", [a], (g) => [g.view(a.shape)]);
+    return record(out, "transpose", [a], (g) => [g.view(a.shape)], []);
   }
   const out = transposeRaw(a, d0, d1);
-  return record(out, "transpose", [a], (g) => [transposeRaw(g, d0, d1)]);
+  return record(out, "transpose", [a], (g) => [transposeRaw(g, d0, d1)], []);
 }
 
 /** Splits a shape around dimension d into [outer, size, inner] element counts. */
@@ -90,11 +90,24 @@ export function slice(a: Tensor, dim: number, start: number, end: number): Tenso
   const eb = DTYPE_BYTES[a.dtype];
   const rowBytes = (end - start) * inner * eb;
   copyRows(a.offset + start * inner * eb, size * inner * eb, out.offset, rowBytes, outer, rowBytes);
-  return record(out, "slice", [a], (g) => {
-    const ga = Tensor.zeros(a.shape);
-    copyRows(g.offset, rowBytes, ga.offset + start * inner * 4, size * inner * 4, outer, rowBytes);
-    return [ga];
-  });
+  return record(
+    out,
+    "slice",
+    [a],
+    (g) => {
+      const ga = Tensor.zeros(a.shape);
+      copyRows(
+        g.offset,
+        rowBytes,
+        ga.offset + start * inner * 4,
+        size * inner * 4,
+        outer,
+        rowBytes,
+      );
+      return [ga];
+    },
+    [],
+  );
 }
 
 /** Returns the tensors joined along `dim`; all other dimensions and the dtype must agree. */
@@ -132,20 +145,25 @@ export function concat(tensors: readonly Tensor[], dim: number): Tensor {
     copyRows(t.offset, rowBytes, out.offset + at * inner * eb, outRow, outer, rowBytes);
     at += t.shape[d];
   }
-  return record(out, "concat", tensors, (g, needs) =>
-    tensors.map((t, i) => {
-      if (!needs[i]) return null;
-      const gi = Tensor.empty(t.shape);
-      const rowBytes = t.shape[d] * inner * 4;
-      copyRows(
-        g.offset + starts[i] * inner * 4,
-        total * inner * 4,
-        gi.offset,
-        rowBytes,
-        outer,
-        rowBytes,
-      );
-      return gi;
-    }),
+  return record(
+    out,
+    "concat",
+    tensors,
+    (g, needs) =>
+      tensors.map((t, i) => {
+        if (!needs[i]) return null;
+        const gi = Tensor.empty(t.shape);
+        const rowBytes = t.shape[d] * inner * 4;
+        copyRows(
+          g.offset + starts[i] * inner * 4,
+          total * inner * 4,
+          gi.offset,
+          rowBytes,
+          outer,
+          rowBytes,
+        );
+        return gi;
+      }),
+    [],
   );
 }

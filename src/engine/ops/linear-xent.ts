@@ -45,13 +45,19 @@ export function linearCrossEntropy(
   const result = runLinearCrossEntropy("linearCrossEntropy", h, weight, labels, opts, needH, needW);
   const out = Tensor.from([result.count === 0 ? 0 : result.sum / result.count], []);
 
-  return record(out, "linearCrossEntropy", [h, weight], (gradOut, needs) => {
-    const g = gradOut.item();
-    return [
-      needs[0] ? scaled(result.dh, g, "h") : null,
-      needs[1] ? scaled(result.dW, g, "weight") : null,
-    ];
-  });
+  return record(
+    out,
+    "linearCrossEntropy",
+    [h, weight],
+    (gradOut, needs) => {
+      const g = gradOut.item();
+      return [
+        needs[0] ? scaled(result.dh, g, "h") : null,
+        needs[1] ? scaled(result.dW, g, "weight") : null,
+      ];
+    },
+    [result.dh, result.dW],
+  );
 }
 
 /** Returns the summed loss of h Wᵀ against labels and the count of rows not ignored. */

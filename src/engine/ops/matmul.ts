@@ -47,10 +47,13 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
   const p = describeProduct("matmul", a, b, transA, transB);
   const out = Tensor.empty(p.outShape);
   runProduct(p, b, out, false);
-  return record(out, "matmul", [a, b], (g, needs) => [
-    needs[0] ? gradLeft(p, a, b, g) : null,
-    needs[1] ? gradRight(p, a, b, g) : null,
-  ]);
+  return record(
+    out,
+    "matmul",
+    [a, b],
+    (g, needs) => [needs[0] ? gradLeft(p, a, b, g) : null, needs[1] ? gradRight(p, a, b, g) : null],
+    [a.needsGrad ? b : null, b.needsGrad ? a : null],
+  );
 }
 
 /**
@@ -108,11 +111,17 @@ export function linear(
   runProduct(p, weight, out, bias !== null);
 
   const inputs = bias === null ? [x, weight] : [x, weight, bias];
-  return record(out, "linear", inputs, (g, needs) => [
-    needs[0] ? gradLeft(p, x2, weight, g).view(x.shape) : null,
-    needs[1] ? gradRight(p, x2, weight, g) : null,
-    needs[2] ? sumRows(g, rows, outFeatures) : null,
-  ]);
+  return record(
+    out,
+    "linear",
+    inputs,
+    (g, needs) => [
+      needs[0] ? gradLeft(p, x2, weight, g).view(x.shape) : null,
+      needs[1] ? gradRight(p, x2, weight, g) : null,
+      needs[2] ? sumRows(g, rows, outFeatures) : null,
+    ],
+    [x.needsGrad ? weight : null, weight.needsGrad ? x : null],
+  );
 }
 
 /**
@@ -145,11 +154,17 @@ export function addLinear(base: Tensor, x: Tensor, weight: Tensor): Tensor {
   const p = describeProduct("addLinear", x2, weight, false, true);
   const out = base.view(base.shape);
   runProduct(p, weight, out, true);
-  return record(out, "addLinear", [base, x, weight], (g, needs) => [
-    needs[0] ? g : null,
-    needs[1] ? gradLeft(p, x2, weight, g).view(x.shape) : null,
-    needs[2] ? gradRight(p, x2, weight, g) : null,
-  ]);
+  return record(
+    out,
+    "addLinear",
+    [base, x, weight],
+    (g, needs) => [
+      needs[0] ? g : null,
+      needs[1] ? gradLeft(p, x2, weight, g).view(x.shape) : null,
+      needs[2] ? gradRight(p, x2, weight, g) : null,
+    ],
+    [x.needsGrad ? weight : null, weight.needsGrad ? x : null],
+  );
 }
 
 function describeProduct(

@@ -49,19 +49,25 @@ export function rmsNorm(x: Tensor, weight: Tensor, eps: number): Tensor {
   const out = Tensor.empty(x.shape);
   const rstd = Tensor.empty([dims.rows]);
   rmsNormF32(x.offset, w.offset, out.offset, rstd.offset, dims, eps);
-  return record(out, "rmsNorm", [x, weight], (g, needs) => {
-    let dx: Tensor | null = null;
-    let dw: Tensor | null = null;
-    if (needs[0]) {
-      dx = Tensor.empty(x.shape);
-      rmsNormBackwardF32(x.offset, w.offset, g.offset, rstd.offset, dx.offset, dims);
-    }
-    if (needs[1]) {
-      dw = Tensor.empty(weight.shape);
-      normParamGradF32(x.offset, g.offset, { mean: 0, rstd: rstd.offset }, dw.offset, 0, dims);
-    }
-    return [dx, dw];
-  });
+  return record(
+    out,
+    "rmsNorm",
+    [x, weight],
+    (g, needs) => {
+      let dx: Tensor | null = null;
+      let dw: Tensor | null = null;
+      if (needs[0]) {
+        dx = Tensor.empty(x.shape);
+        rmsNormBackwardF32(x.offset, w.offset, g.offset, rstd.offset, dx.offset, dims);
+      }
+      if (needs[1]) {
+        dw = Tensor.empty(weight.shape);
+        normParamGradF32(x.offset, g.offset, { mean: 0, rstd: rstd.offset }, dw.offset, 0, dims);
+      }
+      return [dx, dw];
+    },
+    [x, w, rstd],
+  );
 }
 
 /**
@@ -75,22 +81,30 @@ export function layerNorm(x: Tensor, weight: Tensor, bias: Tensor | null, eps: n
   const w = asF32(weight);
   const b = bias === null ? null : asF32(bias);
   const out = Tensor.empty(x.shape);
-  const stats = { mean: Tensor.empty([dims.rows]).offset, rstd: Tensor.empty([dims.rows]).offset };
+  const mean = Tensor.empty([dims.rows]);
+  const rstd = Tensor.empty([dims.rows]);
+  const stats = { mean: mean.offset, rstd: rstd.offset };
   layerNormF32(x.offset, w.offset, b?.offset ?? 0, out.offset, stats, dims, eps);
   const inputs = bias === null ? [x, weight] : [x, weight, bias];
-  return record(out, "layerNorm", inputs, (g, needs) => {
-    let dx: Tensor | null = null;
-    if (needs[0]) {
-      dx = Tensor.empty(x.shape);
-      layerNormBackwardF32(x.offset, w.offset, g.offset, stats, dx.offset, dims);
-    }
-    const dw = needs[1] ? Tensor.empty(weight.shape) : null;
-    const db = needs[2] && bias !== null ? Tensor.empty(bias.shape) : null;
-    if (dw !== null || db !== null) {
-      // The kernel writes both sums in one pass, so an unneeded weight gradient goes to a scratch tensor.
-      const dwOut = dw ?? Tensor.empty(weight.shape);
-      normParamGradF32(x.offset, g.offset, stats, dwOut.offset, db?.offset ?? 0, dims);
-    }
-    return bias === null ? [dx, dw] : [dx, dw, db];
-  });
+  return record(
+    out,
+    "layerNorm",
+    inputs,
+    (g, needs) => {
+      let dx: Tensor | null = null;
+      if (needs[0]) {
+        dx = Tensor.empty(x.shape);
+        layerNormBackwardF32(x.offset, w.offset, g.offset, stats, dx.offset, dims);
+      }
+      const dw = needs[1] ? Tensor.empty(weight.shape) : null;
+      const db = needs[2] && bias !== null ? Tensor.empty(bias.shape) : null;
+      if (dw !== null || db !== null) {
+        // The kernel writes both sums in one pass, so an unneeded weight gradient goes to a scratch tensor.
+        const dwOut = dw ?? Tensor.empty(weight.shape);
+        normParamGradF32(x.offset, g.offset, stats, dwOut.offset, db?.offset ?? 0, dims);
+      }
+      return bias === null ? [dx, dw] : [dx, dw, db];
+    },
+    [x, w, mean, rstd],
+  );
 }

@@ -44,14 +44,20 @@ export function quantizedLinear(
   quantGemm(operand, x.offset, rows, false, out.offset, bias !== null);
 
   const inputs = bias === null ? [x] : [x, bias];
-  return record(out, "quantizedLinear", inputs, (g, needs) => {
-    let dx: Tensor | null = null;
-    if (needs[0]) {
-      dx = Tensor.empty(x.shape);
-      quantGemm(operand, g.offset, rows, true, dx.offset, false);
-    }
-    return [dx, needs[1] ? sumRows(g, rows, outFeatures) : null];
-  });
+  return record(
+    out,
+    "quantizedLinear",
+    inputs,
+    (g, needs) => {
+      let dx: Tensor | null = null;
+      if (needs[0]) {
+        dx = Tensor.empty(x.shape);
+        quantGemm(operand, g.offset, rows, true, dx.offset, false);
+      }
+      return [dx, needs[1] ? sumRows(g, rows, outFeatures) : null];
+    },
+    [],
+  );
 }
 
 /** Returns the kernel's view of a quantized weight. */

@@ -39,13 +39,19 @@ export function rope(
   if (out.size > 0)
     ropeF32(x.offset, out.offset, tables.cos.offset, tables.sin.offset, dims, false);
 
-  return record(out, "rope", [x], (gradOut) => {
-    const dx = Tensor.empty(x.shape);
-    if (dx.size > 0) {
-      ropeF32(gradOut.offset, dx.offset, tables.cos.offset, tables.sin.offset, dims, true);
-    }
-    return [dx];
-  });
+  return record(
+    out,
+    "rope",
+    [x],
+    (gradOut) => {
+      const dx = Tensor.empty(x.shape);
+      if (dx.size > 0) {
+        ropeF32(gradOut.offset, dx.offset, tables.cos.offset, tables.sin.offset, dims, true);
+      }
+      return [dx];
+    },
+    [tables.cos, tables.sin],
+  );
 }
 
 /** Returns true for per-batch positions [B, T], false for shared ones [T] or [1, T]. */

@@ -15,9 +15,15 @@ export function softmax(x: Tensor): Tensor {
   const out = Tensor.empty(x.shape);
   if (rows > 0) softmaxF32(x.offset, out.offset, rows, cols);
 
-  return record(out, "softmax", [x], (gradOut) => {
-    const dx = Tensor.empty(x.shape);
-    if (rows > 0) softmaxBackwardF32(out.offset, gradOut.offset, dx.offset, rows, cols);
-    return [dx];
-  });
+  return record(
+    out,
+    "softmax",
+    [x],
+    (gradOut) => {
+      const dx = Tensor.empty(x.shape);
+      if (rows > 0) softmaxBackwardF32(out.offset, gradOut.offset, dx.offset, rows, cols);
+      return [dx];
+    },
+    [out],
+  );
 }

@@ -39,23 +39,29 @@ export function crossEntropy(
   const { rowLoss, stats } = rowLosses(logits, labels, N, V, ignoreIndex);
   const out = Tensor.from([meanOf(rowLoss, count)], []);
 
-  return record(out, "crossEntropy", [logits], (gradOut) => {
-    const grad = Tensor.empty(logits.shape);
-    const gradScale = count === 0 ? 0 : gradOut.item() / count;
-    if (N > 0) {
-      crossEntropyBackwardF32(
-        logits.offset,
-        labels.offset,
-        stats.offset,
-        grad.offset,
-        N,
-        V,
-        ignoreIndex,
-        gradScale,
-      );
-    }
-    return [grad];
-  });
+  return record(
+    out,
+    "crossEntropy",
+    [logits],
+    (gradOut) => {
+      const grad = Tensor.empty(logits.shape);
+      const gradScale = count === 0 ? 0 : gradOut.item() / count;
+      if (N > 0) {
+        crossEntropyBackwardF32(
+          logits.offset,
+          labels.offset,
+          stats.offset,
+          grad.offset,
+          N,
+          V,
+          ignoreIndex,
+          gradScale,
+        );
+      }
+      return [grad];
+    },
+    [logits, labels, stats],
+  );
 }
 
 /** Returns the summed cross-entropy and the count of rows not ignored, without gradients. */
