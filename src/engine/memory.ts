@@ -10,7 +10,7 @@
 import { getRuntime, MAX_PAGES, PAGE_BYTES } from "../kernels/runtime.js";
 
 export const ALIGN = 64;
-const ARENA_CHUNK_BYTES = 64 * 1024 * 1024;
+const ARENA_CHUNK_BYTES = 16 * 1024 * 1024;
 
 function alignUp(n: number, a = ALIGN): number {
   return Math.ceil(n / a) * a;
@@ -58,14 +58,24 @@ export class Heap {
     return this.memory.buffer.byteLength;
   }
 
-  /** Allocates `bytes` (rounded up to 64) and returns the offset. Contents are not cleared. */
+  /**
+   * Allocates `bytes` (rounded up to 64) and returns the offset. Contents are not cleared. The
+   * smallest free block that fits is used (best fit), so large holes stay whole for large
+   * tensors and the memory's high-water mark stays close to the bytes in use.
+   */
   alloc(bytes: number): number {
     const size = alignUp(Math.max(bytes, 1));
+    let best = -1;
     for (let i = 0; i < this.free.length; i++) {
-      const block = this.free[i];
-      if (block.size < size) continue;
+      const blockSize = this.free[i].size;
+      if (blockSize < size || (best >= 0 && blockSize >= this.free[best].size)) continue;
+      best = i;
+      if (blockSize === size) break;
+    }
+    if (best >= 0) {
+      const block = this.free[best];
       const offset = block.offset;
-      if (block.size === size) this.free.splice(i, 1);
+      if (block.size === size) this.free.splice(best, 1);
       else {
         block.offset += size;
         block.size -= size;

@@ -61,9 +61,9 @@ export function checkpoint(
       }
       if (recomputed.needsGrad) backward(recomputed, gradOut);
 
-      // Only copies of the input gradients leave this backward. The recomputed activations are
-      // scratch tensors of the tape, freed when this op's backward returns, so the arena release
-      // below has nothing left to free. An input that the output does not depend on gets a zero
+      // Only the input gradients leave this backward. The recomputed activations are scratch
+      // tensors of the tape, freed when this op's backward returns, so the arena release below
+      // has nothing left to free. An input that the output does not depend on gets a zero
       // gradient.
       const kept = keepAfterRelease(
         backwardMark,
@@ -84,12 +84,16 @@ export function checkpoint(
  * copied out, and returns new arena tensors with those contents. The arena is a bump allocator
  * that frees nothing until endStep(), so without this a segment's discarded activations would
  * still occupy memory and checkpointing would save none. The caller must hold no other
- * reference to a block allocated after `mark`.
+ * reference to a block allocated after `mark`. A tensor in a scratch scope's heap memory is not
+ * in the arena and is returned as it is (a block under runBlocks allocates only there).
  */
 function keepAfterRelease(mark: ArenaMark, tensors: readonly Tensor[]): Tensor[] {
-  const copies = tensors.map((t) => ({ shape: t.shape, dtype: t.dtype, bytes: t.bytes().slice() }));
+  const copies = tensors.map((t) =>
+    t.base.isScratch ? t : { shape: t.shape, dtype: t.dtype, bytes: t.bytes().slice() },
+  );
   getArena().release(mark);
   return copies.map((c) => {
+    if (c instanceof Tensor) return c;
     const t = Tensor.empty(c.shape, c.dtype);
     t.bytes().set(c.bytes);
     return t;

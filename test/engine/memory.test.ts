@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { endStep, Tensor } from "../../src/engine/index.js";
-import { getArena, getHeap } from "../../src/engine/memory.js";
+import { getArena, getHeap, Heap } from "../../src/engine/memory.js";
 
 test("heap reuses released blocks", () => {
   const heap = getHeap();
@@ -14,6 +14,18 @@ test("heap reuses released blocks", () => {
   assert.equal(c, a, "a smaller block fits where the released one was");
   heap.release(c);
   heap.release(b);
+});
+
+test("heap takes the smallest free block that fits", () => {
+  const heap = new Heap(new WebAssembly.Memory({ initial: 1, maximum: 16 }), 0);
+  const big = heap.alloc(4096);
+  heap.alloc(64);
+  const small = heap.alloc(1024);
+  heap.alloc(64);
+  heap.release(big);
+  heap.release(small);
+  assert.equal(heap.alloc(1024), small, "the 1 KiB hole, not the first one");
+  assert.equal(heap.alloc(4096), big, "the 4 KiB hole stayed whole");
 });
 
 test("heap aligns blocks to 64 bytes", () => {

@@ -8,6 +8,7 @@ import {
   endStep,
   gelu,
   layerNorm,
+  linearCrossEntropy,
   mean,
   mul,
   reshape,
@@ -84,4 +85,34 @@ test("backward frees op temporaries before the step ends", () => {
   assert.ok(growth <= 4 * n + 4096, `heap grew by ${growth} bytes after backward`);
   endStep();
   w.dispose();
+});
+
+test("linearCrossEntropy frees its logits chunks", () => {
+  // One [128, 50000] chunk of logits takes 25.6 MB, more than an arena chunk.
+  const [rows, channels, vocab] = [256, 8, 50000];
+  const rng = new Rng(4);
+  const h = rng.normal([rows, channels], 0, 1, { persistent: true, requiresGrad: true });
+  const weight = rng.normal([vocab, channels], 0, 0.1, { persistent: true });
+  const labels = Tensor.from(
+    Int32Array.from({ length: rows }, (_, i) => (i * 37) % vocab),
+    [rows],
+    "i32",
+    { persistent: true },
+  );
+  // A first call sizes the GEMM packing buffers, which live on. The chunks come from the
+  // heap, so the arena keeps no chunk-sized block for later steps.
+  endStep();
+  const reserved = getArena().reservedBytes;
+  linearCrossEntropy(h, weight, labels, { chunkRows: 128 });
+  endStep();
+  assert.equal(getArena().reservedBytes, reserved);
+  const stepBytes = (): number => getHeap().bytesInUse + getArena().mark().used;
+  const before = stepBytes();
+  const loss = linearCrossEntropy(h, weight, labels, { chunkRows: 128 });
+  const keptBytes = stepBytes() - before;
+  // Only dh [256, 8] and the loss stay until the step ends.
+  assert.ok(keptBytes < 64 * 1024, `${keptBytes} bytes kept after the loss`);
+  backward(loss);
+  assert.ok(h.grad !== null);
+  endStep();
 });

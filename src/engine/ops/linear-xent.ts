@@ -3,9 +3,8 @@
 // labels and the all-ignored case follow the rules of xent.ts.
 import { gemm, matrixOperand, type GemmDType } from "../../kernels/bindings/gemm.js";
 import { crossEntropyForwardF32 } from "../../kernels/bindings/xent.js";
-import { getArena } from "../memory.js";
 import { isGradEnabled, record } from "../tape.js";
-import { formatShape, Tensor } from "../tensor.js";
+import { closeScratchScope, formatShape, openScratchScope, Tensor } from "../tensor.js";
 import { expectDtype } from "./check.js";
 import {
   checkLabels,
@@ -111,26 +110,29 @@ function runLinearCrossEntropy(
   const count = kept.length;
   if (count === 0) return { sum: 0, count, dh, dW };
 
-  // Everything below is temporary: give its arena space back at the end.
-  const arena = getArena();
-  const mark = arena.mark();
-  const compact = count < N;
-  const hKept = compact ? gatherRows(h, kept) : h;
-  const labelsKept = compact
-    ? Tensor.from(
-        labels.i32().filter((y) => y !== ignoreIndex),
-        [count],
-      )
-    : labels;
-  const dhKept = dh !== null && compact ? Tensor.empty([count, C]) : dh;
-  // The default splits the kept rows into equal chunks: a short last chunk (21 of 1020 rows for
-  // GPT-2) would run its [rows, V] GEMMs at under half the GFLOP/s of the others.
-  const rowsPerChunk =
-    opts.chunkRows ?? Math.ceil(count / Math.ceil(count / Math.min(chunkRows, count)));
-  const sum = chunkedLoss(hKept, weight, labelsKept, { chunkRows: rowsPerChunk, dh: dhKept, dW });
-  if (dh !== null && dhKept !== null && compact) scatterRows(dhKept, kept, dh);
-  arena.release(mark);
-  return { sum, count, dh, dW };
+  // Everything below is temporary. It comes from the heap and is freed on return, so backward
+  // can reuse the space of the logits chunk.
+  const scope = openScratchScope();
+  try {
+    const compact = count < N;
+    const hKept = compact ? gatherRows(h, kept) : h;
+    const labelsKept = compact
+      ? Tensor.from(
+          labels.i32().filter((y) => y !== ignoreIndex),
+          [count],
+        )
+      : labels;
+    const dhKept = dh !== null && compact ? Tensor.empty([count, C]) : dh;
+    // The default splits the kept rows into equal chunks: a short last chunk (21 of 1020 rows for
+    // GPT-2) would run its [rows, V] GEMMs at under half the GFLOP/s of the others.
+    const rowsPerChunk =
+      opts.chunkRows ?? Math.ceil(count / Math.ceil(count / Math.min(chunkRows, count)));
+    const sum = chunkedLoss(hKept, weight, labelsKept, { chunkRows: rowsPerChunk, dh: dhKept, dW });
+    if (dh !== null && dhKept !== null && compact) scatterRows(dhKept, kept, dh);
+    return { sum, count, dh, dW };
+  } finally {
+    closeScratchScope(scope, new Set());
+  }
 }
 
 /**
