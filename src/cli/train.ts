@@ -18,6 +18,7 @@ import { LATEST_FILE } from "../train/checkpoint-store.js";
 import { fineTune } from "../train/fine-tune.js";
 import { findRunFolderProblem, METRICS_FILE, TRAIN_CONFIG_FILE } from "../train/run-folder.js";
 import type { ScheduleKind } from "../train/schedule.js";
+import { readMetricsLog, type ValidationMetrics } from "../train/progress.js";
 import { NonFiniteLossError } from "../train/trainer.js";
 import { resolveMaxLength } from "./context-length.js";
 import { readSplits, resolveTemplate, tokenizeSplit } from "./train-data.js";
@@ -265,8 +266,12 @@ async function trainInto(
     );
   }
 
-  rmSync(join(out, METRICS_FILE), { force: true });
-  writeFileAtomic(join(out, TRAIN_CONFIG_FILE), JSON.stringify(settings, null, 2) + "\n");
+  // A resumed run keeps the folder's metrics and settings: fineTune compares the settings with
+  // the checkpoint's first, and a rejected resume must leave the folder as it was.
+  const configPath = join(out, TRAIN_CONFIG_FILE);
+  const writeSettings = () => writeFileAtomic(configPath, JSON.stringify(settings, null, 2) + "\n");
+  if (!resume) writeSettings();
+  let settingsStored = !resume;
 
   const controller = new AbortController();
   let interrupts = 0;
@@ -304,15 +309,23 @@ async function trainInto(
       gradientCheckpointing: values["grad-checkpointing"] === true,
       settings,
       signal: controller.signal,
-      onStep: () => onStepDone(),
+      onStep: () => {
+        // After its first step a resume has passed its checks, so the settings (--steps may
+        // have changed) can be stored.
+        if (resume && !settingsStored) writeSettings();
+        settingsStored = true;
+        onStepDone();
+      },
       log,
     });
     if (result.reason === "aborted") {
       log(`stopped at step ${result.step}; continue with the same command and --resume`);
       return 130;
     }
-    const last = result.validations[result.validations.length - 1];
-    const first = result.validations[0];
+    // The whole run's validations, including those before a resume.
+    const validations = readValidations(join(out, METRICS_FILE), result.validations);
+    const last = validations[validations.length - 1];
+    const first = validations[0];
     if (first !== undefined && last !== undefined) {
       log(
         `validation loss ${first.valLoss.toFixed(4)} (step ${first.step}) -> ` +
@@ -329,5 +342,23 @@ async function trainInto(
     throw err;
   } finally {
     process.off("SIGINT", onSigint);
+  }
+}
+
+/**
+ * Returns the validations recorded in the metrics log at `path`, oldest first, or `fallback`
+ * (this process's own) when the log cannot be read.
+ */
+function readValidations(
+  path: string,
+  fallback: readonly ValidationMetrics[],
+): { step: number; valLoss: number }[] {
+  try {
+    const found = readMetricsLog(path)
+      .filter((r) => r.type === "validation")
+      .map((r) => ({ step: Number(r.step), valLoss: Number(r.valLoss) }));
+    return found.length > 0 ? found : [...fallback];
+  } catch {
+    return [...fallback];
   }
 }

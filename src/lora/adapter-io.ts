@@ -94,8 +94,17 @@ export function readAdapterConfig(dir: string): LoraConfig {
   }
   const path = join(dir, ADAPTER_CONFIG_FILE);
   if (!existsSync(path)) {
+    // A training run stopped before its end has checkpoints with complete adapters.
+    const latest = join(dir, "checkpoints", "latest");
+    const checkpoint = existsSync(latest) ? readFileSync(latest, "utf8").trim() : "";
+    const hint =
+      checkpoint === ""
+        ? ""
+        : `. The run in ${dir} stopped before its end; its latest checkpoint ` +
+          `${join(dir, "checkpoints", checkpoint)} is an adapter folder, or finish the run ` +
+          `with \`tslora train ... --resume\``;
     throw new Error(
-      `loadAdapter: ${path} not found; an adapter folder needs ${ADAPTER_CONFIG_FILE}`,
+      `loadAdapter: ${path} not found; an adapter folder needs ${ADAPTER_CONFIG_FILE}${hint}`,
     );
   }
   return parseAdapterConfig(readFileSync(path, "utf8"), path);
@@ -215,20 +224,32 @@ export function loadAdapter(
     );
   }
 
+  // A NaN or infinite weight would turn every output into NaN without an error.
+  const decodeFinite = (key: string): Float32Array | null => {
+    const t = tensors.get(key);
+    if (t === undefined) return null;
+    const decoded = decodeToFloat32(t.data, t.dtype, key);
+    const bad = decoded.findIndex((v) => !Number.isFinite(v));
+    if (bad >= 0) {
+      throw new Error(
+        `loadAdapter: ${weightsPath}: tensor "${key}" contains a non-finite value ` +
+          `(${decoded[bad]} at element ${bad}); the adapter is damaged or its training ` +
+          `diverged, so use an earlier checkpoint of the run`,
+      );
+    }
+    return decoded;
+  };
   const values = new Map<string, LoraValues>();
   for (const [path, { A, B }] of match.lora) {
-    const a = tensors.get(A);
-    const b = tensors.get(B);
-    if (a === undefined || b === undefined) continue;
-    values.set(path, {
-      A: decodeToFloat32(a.data, a.dtype, A),
-      B: decodeToFloat32(b.data, b.dtype, B),
-    });
+    const a = decodeFinite(A);
+    const b = decodeFinite(B);
+    if (a === null || b === null) continue;
+    values.set(path, { A: a, B: b });
   }
   const params = new Map<string, Float32Array>();
   for (const [path, key] of match.params) {
-    const t = tensors.get(key);
-    if (t !== undefined) params.set(path, decodeToFloat32(t.data, t.dtype, key));
+    const t = decodeFinite(key);
+    if (t !== null) params.set(path, t);
   }
   return addAdapter(
     model,

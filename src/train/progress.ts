@@ -97,6 +97,21 @@ export class MetricsLog {
     appendFileSync(this.path, line + "\n");
   }
 
+  /** Returns true when the log has a line of `type` at `step`. */
+  has(type: "train" | "validation" | "event", step: number): boolean {
+    if (!existsSync(this.path)) return false;
+    return readFileSync(this.path, "utf8")
+      .split("\n")
+      .some((line) => {
+        try {
+          const parsed = JSON.parse(line) as { type?: unknown; step?: unknown };
+          return parsed.type === type && parsed.step === step;
+        } catch {
+          return false;
+        }
+      });
+  }
+
   /**
    * Drops the lines of steps after `step`. A resumed run calls it so that steps logged by the
    * interrupted run after its last checkpoint are not listed twice.

@@ -164,6 +164,18 @@ export async function trainLoop<B>(options: TrainLoopOptions<B>): Promise<TrainR
     const metrics = await runValidation(options, 0);
     if (metrics !== null) validations.push(metrics);
   }
+  // A run interrupted during the validation of its last step saved a checkpoint at that step
+  // without the validation, so the resumed run makes it up.
+  const missedValidation =
+    options.resume === true &&
+    evalEvery > 0 &&
+    state.step > 0 &&
+    state.step % evalEvery === 0 &&
+    options.metricsLog?.has("validation", state.step) === false;
+  if (options.validate && missedValidation) {
+    const metrics = await runValidation(options, state.step);
+    if (metrics !== null) validations.push(metrics);
+  }
   const startedAt = performance.now();
   const startStep = state.step;
 
@@ -364,7 +376,25 @@ function resumeFrom<B>(options: TrainLoopOptions<B>, state: LoopState): void {
   state.lastCheckpoint = dir;
   options.metricsLog?.truncateAfter(saved.step);
   options.log?.(`resumed from ${dir} at step ${saved.step}`);
+  const savedSteps = saved.settings.steps;
+  const steps = options.settings?.steps;
+  if (savedSteps !== undefined && steps !== undefined && savedSteps !== steps) {
+    options.log?.(
+      `the run continues to step ${formatSetting("steps", steps)} (it was set to ` +
+        `${formatSetting("steps", savedSteps)}); the learning-rate schedule spans the new count`,
+    );
+  }
   options.metricsLog?.write("event", { step: saved.step, event: "resume", path: dir });
+}
+
+// Settings a resumed run may change: more (or fewer) steps continue the same run, and the
+// learning-rate schedule then spans the new count.
+const CHANGEABLE_ON_RESUME = new Set(["steps"]);
+
+/** Formats a setting for the resume error; a quantize key is absent when no format was set. */
+function formatSetting(key: string, value: unknown): string {
+  if (value === undefined) return key === "quantize" ? '"none"' : "not set";
+  return JSON.stringify(value);
 }
 
 /** Throws when a setting that shapes the run differs from the checkpoint's. */
@@ -374,11 +404,14 @@ function checkSameSettings(
   dir: string,
 ): void {
   const changed = Object.keys({ ...saved, ...current }).filter(
-    (key) => JSON.stringify(saved[key]) !== JSON.stringify(current[key]),
+    (key) =>
+      !CHANGEABLE_ON_RESUME.has(key) && JSON.stringify(saved[key]) !== JSON.stringify(current[key]),
   );
   if (changed.length > 0) {
     const list = changed
-      .map((key) => `${key}: ${JSON.stringify(saved[key])} -> ${JSON.stringify(current[key])}`)
+      .map(
+        (key) => `${key}: ${formatSetting(key, saved[key])} -> ${formatSetting(key, current[key])}`,
+      )
       .join(", ");
     throw new Error(
       `trainLoop: cannot resume from ${dir}: settings changed since it was saved (${list}); ` +

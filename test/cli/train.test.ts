@@ -1,7 +1,7 @@
 // `tslora train` on bad input: each case fails with a message that names the file and the line
 // or field, and leaves no output folder behind.
 import assert from "node:assert/strict";
-import { existsSync, mkdtempSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
@@ -93,6 +93,49 @@ test("train rejects a non-empty output without resume", async () => {
     /--resume: no checkpoint/,
   );
   assert.ok(existsSync(out));
+});
+
+test("resume keeps the run folder and its history", async () => {
+  const out = join(work, "resumed");
+  const run = (extra: string[], steps = 4) =>
+    runTrain(
+      args(fixture("data/wikisql"), out, [
+        "--steps",
+        String(steps),
+        "--batch-size",
+        "2",
+        "--max-length",
+        "96",
+        "--eval-every",
+        "2",
+        "--save-every",
+        "2",
+        ...extra,
+      ]),
+    );
+  assert.equal(await run([]), 0);
+  const config = readFileSync(join(out, "train_config.json"), "utf8");
+  const metrics = readFileSync(join(out, "metrics.jsonl"), "utf8");
+
+  // A rejected resume changes nothing in the folder.
+  await assert.rejects(run(["--resume", "--lr", "0.5"]), /settings changed.*lr: /);
+  assert.equal(readFileSync(join(out, "train_config.json"), "utf8"), config);
+  assert.equal(readFileSync(join(out, "metrics.jsonl"), "utf8"), metrics);
+
+  // A longer run continues from the last checkpoint and keeps the earlier lines.
+  assert.equal(await run(["--resume"], 6), 0);
+  const records = readFileSync(join(out, "metrics.jsonl"), "utf8")
+    .trim()
+    .split("\n")
+    .map((line) => JSON.parse(line) as { type: string; step: number });
+  const trainSteps = records.filter((r) => r.type === "train").map((r) => r.step);
+  assert.deepEqual(trainSteps, [1, 2, 3, 4, 5, 6]);
+  const validationSteps = records.filter((r) => r.type === "validation").map((r) => r.step);
+  assert.deepEqual(validationSteps, [0, 2, 4, 6]);
+  const settings = JSON.parse(readFileSync(join(out, "train_config.json"), "utf8")) as {
+    steps: number;
+  };
+  assert.equal(settings.steps, 6);
 });
 
 test("train options reject bad values", () => {

@@ -111,6 +111,30 @@ function loadError(dir: string): string {
 
 const Q0 = "base_model.model.model.layers.0.self_attn.q_proj";
 
+test("non-finite weight is rejected", () => {
+  const dir = badAdapter("nan", {
+    tensors: (tensors) => {
+      const t = tensors.find((x) => x.name === `${Q0}.lora_B.weight`);
+      assert.ok(t !== undefined);
+      const values = new Float32Array(t.data.slice().buffer);
+      values[3] = NaN;
+      t.data = new Uint8Array(values.buffer);
+    },
+  });
+  const message = loadError(dir);
+  assert.match(message, /q_proj\.lora_B\.weight" contains a non-finite value \(NaN at element 3\)/);
+  assert.match(message, /earlier checkpoint/);
+});
+
+test("missing config points at the run's checkpoint", () => {
+  const run = join(scratch, "stopped-run");
+  mkdirSync(join(run, "checkpoints", "step-000008"), { recursive: true });
+  writeFileSync(join(run, "checkpoints", "latest"), "step-000008\n");
+  const message = loadError(run);
+  assert.match(message, /adapter_config\.json not found/);
+  assert.match(message, /latest checkpoint .*checkpoints\/step-000008 is an adapter folder/);
+});
+
 test("wrong r is one listing error", () => {
   const message = loadError(badAdapter("wrong-r", { config: (c) => (c.r = 8) }));
   assert.match(message, /does not fit the model \(8 problems\)/);

@@ -212,6 +212,70 @@ test("resume rejects changed settings", async () => {
   await assert.rejects(trainLoop(changed.options), /settings changed.*lr: 0\.05 -> 0\.1/);
 });
 
+test("resume names an unset quantize none", async () => {
+  const dir = tempDir();
+  await trainLoop(makeRun(dir, { saveEvery: 5, settings: { lr: 0.05, quantize: "nf4" } }).options);
+  const changed = makeRun(dir, { resume: true });
+  await assert.rejects(trainLoop(changed.options), /quantize: "nf4" -> "none"/);
+});
+
+test("resume may raise the step count", async () => {
+  const dir = tempDir();
+  await trainLoop(makeRun(dir, { saveEvery: 5, settings: { lr: 0.05, steps: 20 } }).options);
+  const lines: string[] = [];
+  const schedule = { kind: "cosine" as const, lr: 0.05, warmupSteps: 3, totalSteps: 30 };
+  const longer = makeRun(dir, {
+    resume: true,
+    schedule,
+    settings: { lr: 0.05, steps: 30 },
+    log: (line) => lines.push(line),
+  });
+  const result = await trainLoop(longer.options);
+  assert.equal(result.reason, "completed");
+  assert.equal(result.step, 30);
+  assert.ok(
+    lines.some((line) => /continues to step 30 \(it was set to 20\)/.test(line)),
+    lines.join("\n"),
+  );
+});
+
+test("resume makes up an interrupted validation", async () => {
+  const dir = tempDir();
+  const metricsLog = new MetricsLog(join(dir, "metrics.jsonl"));
+  const controller = new AbortController();
+  // The validation at step 10 is interrupted (returns null), as Ctrl-C does, so the run stops
+  // with a checkpoint at step 10 and no validation logged for it.
+  let validations = 0;
+  const first = makeRun(dir, {
+    evalEvery: 5,
+    metricsLog,
+    signal: controller.signal,
+    validate: () => {
+      validations++;
+      if (validations < 2) return { loss: 1, tokens: 1 };
+      controller.abort();
+      return null;
+    },
+  });
+  const stopped = await trainLoop(first.options);
+  assert.equal(stopped.reason, "aborted");
+  assert.equal(stopped.step, 10);
+  assert.equal(metricsLog.has("validation", 10), false);
+
+  const resumed = makeRun(dir, {
+    resume: true,
+    evalEvery: 5,
+    metricsLog,
+    validate: () => ({ loss: 0.5, tokens: 1 }),
+  });
+  const result = await trainLoop(resumed.options);
+  assert.equal(result.validations[0]?.step, 10);
+  const steps = readMetricsLog(join(dir, "metrics.jsonl"))
+    .filter((r) => r.type === "validation")
+    .map((r) => r.step);
+  assert.deepEqual(steps, [5, 10, 15, 20]);
+});
+
 test("resume without checkpoint names the folder", async () => {
   const dir = tempDir();
   const run = makeRun(dir, { resume: true });
