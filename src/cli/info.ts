@@ -214,6 +214,16 @@ function formatContext(info: ModelInfo): string {
     : `${trained} tokens (max_position_embeddings)`;
 }
 
+/** Formats the KV cache size for the model's full context, or per 1024 tokens without one. */
+function formatKvCache(info: ModelInfo): string {
+  const context = info.dims.maxPositions ?? info.maxPositionEmbeddings;
+  const tokens = context ?? 1024;
+  const bytes = formatBytes(info.kvCacheBytesPerToken * tokens);
+  return context === null
+    ? `${bytes} per 1024 tokens of context`
+    : `${bytes} per sequence of ${tokens} tokens (the full context)`;
+}
+
 /** Formats the information as aligned "key: value" lines. */
 export function formatInfo(info: ModelInfo): string {
   const d = info.dims;
@@ -233,7 +243,7 @@ export function formatInfo(info: ModelInfo): string {
     ["parameters", `${info.parameters.toLocaleString("en-US")} (${formatCount(info.parameters)})`],
     ["stored dtype", stored],
     ["weights in memory", `${formatBytes(info.weightBytes)} (matrices as ${info.loadDtype})`],
-    ["KV cache", `${formatBytes(info.kvCacheBytesPerToken * 1024)} per 1024 tokens of context`],
+    ["KV cache", formatKvCache(info)],
   ];
   const q = info.quantization;
   if (q !== null) {

@@ -83,6 +83,9 @@ export interface LoadAdapterOptions {
   rng?: Rng;
 }
 
+// How many of an adapter's mismatches the load error lists before it counts the rest.
+const MAX_LISTED_PROBLEMS = 12;
+
 /** Reads and validates an adapter folder's adapter_config.json. */
 export function readAdapterConfig(dir: string): LoraConfig {
   if (existsSync(dir) && !statSync(dir).isDirectory()) {
@@ -218,9 +221,12 @@ export function loadAdapter(
         : ` adapter_config.json names the base model "${config.base_model_name_or_path}"; ` +
           `check that the adapter was trained on the model being loaded.`;
     const count = all.length === 1 ? "1 problem" : `${all.length} problems`;
+    // An adapter of another model has a problem per tensor, hundreds for a real model.
+    const listed = all.slice(0, MAX_LISTED_PROBLEMS);
+    if (all.length > listed.length) listed.push(`... and ${all.length - listed.length} more`);
     throw new Error(
       `loadAdapter: ${dir} does not fit the model (${count}).${baseModel}\n` +
-        `  - ${all.join("\n  - ")}${hint}`,
+        `  - ${listed.join("\n  - ")}${hint}`,
     );
   }
 

@@ -24,7 +24,7 @@ import {
   rmSync,
   statSync,
 } from "node:fs";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import { writeFileAtomic } from "../io/atomic.js";
 
 export const TRAINER_STATE_FILE = "trainer_state.json";
@@ -115,7 +115,7 @@ export class CheckpointStore {
     if (!/^step-\d+$/.test(name) || !existsSync(join(dir, TRAINER_STATE_FILE))) {
       throw new Error(
         `checkpoint: ${pointer} names "${name}", which is not a complete checkpoint folder ` +
-          `in ${this.root}; delete the file to start over, or write the name of a step-* folder`,
+          `in ${this.root}. ${this.recoveryHint(name)}`,
       );
     }
     return dir;
@@ -125,10 +125,13 @@ export class CheckpointStore {
   load(dir: string, parts: CheckpointParts): TrainerState {
     const path = join(dir, TRAINER_STATE_FILE);
     let state: TrainerState;
+    const name = basename(dir);
     try {
       state = JSON.parse(readFileSync(path, "utf8")) as TrainerState;
     } catch (err) {
-      throw new Error(`checkpoint: cannot read ${path}: ${(err as Error).message}`);
+      throw new Error(
+        `checkpoint: cannot read ${path}: ${(err as Error).message}. ${this.recoveryHint(name)}`,
+      );
     }
     if (state.format !== STATE_FORMAT || !Number.isInteger(state.step)) {
       throw new Error(
@@ -136,8 +139,35 @@ export class CheckpointStore {
           `expected format ${STATE_FORMAT} and a whole step number`,
       );
     }
-    parts.load(dir);
+    try {
+      parts.load(dir);
+    } catch (err) {
+      throw new Error(
+        `checkpoint: ${dir} is damaged: ${(err as Error).message}. ${this.recoveryHint(name)}`,
+      );
+    }
     return state;
+  }
+
+  /**
+   * Returns what to do when checkpoint `broken` cannot be read: resume from another complete
+   * checkpoint of the run by naming it in the latest file, or start over elsewhere.
+   */
+  private recoveryHint(broken: string): string {
+    const others = existsSync(this.root)
+      ? readdirSync(this.root)
+          .filter((name) => /^step-\d+$/.test(name) && name !== broken)
+          .filter((name) => existsSync(join(this.root, name, TRAINER_STATE_FILE)))
+          .sort()
+          .reverse()
+      : [];
+    const pointer = join(this.root, LATEST_FILE);
+    const restart = "or start a new run in another output folder";
+    if (others.length === 0) return `No other complete checkpoint is in ${this.root}; ${restart}.`;
+    return (
+      `To resume from an earlier checkpoint, write its name (${others.join(", ")}) into ` +
+      `${pointer}, ${restart}.`
+    );
   }
 
   private prune(newest: string): void {

@@ -142,6 +142,19 @@ test("wrong r is one listing error", () => {
   assert.match(message, /r = 8/);
 });
 
+test("long problem lists are cut short", () => {
+  // Every key renamed: each expected tensor is missing and each stored one unexpected.
+  const dir = badAdapter("renamed", {
+    tensors: (t) => t.forEach((x) => (x.name = x.name.replace("layers.", "blocks."))),
+  });
+  const message = loadError(dir);
+  const total = Number(/\((\d+) problems\)/.exec(message)?.[1]);
+  assert.ok(total > 12, message);
+  const items = message.split("\n").filter((line) => line.startsWith("  - "));
+  assert.equal(items.length, 13);
+  assert.equal(items[12], `  - ... and ${total - 12} more`);
+});
+
 test("missing key is one listing error", () => {
   const dir = badAdapter("missing", {
     tensors: (t) =>

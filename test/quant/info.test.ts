@@ -31,3 +31,13 @@ test("info without --quantize has no quantization", () => {
   assert.equal(info.quantization, null);
   assert.doesNotMatch(formatInfo(info), /quantized/);
 });
+
+test("info sizes the KV cache for the full context", () => {
+  // TinyStories-656K: 2 layers, 4 KV heads of 16, max_position_embeddings 512.
+  const info = describeModel(fixture("models/TinyStories-656K"));
+  assert.equal(info.kvCacheBytesPerToken, 2 * 2 * 4 * 16 * 4);
+  assert.match(
+    formatInfo(info),
+    /KV cache: +512\.0 KiB per sequence of 512 tokens \(the full context\)/,
+  );
+});

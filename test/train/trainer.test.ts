@@ -276,6 +276,24 @@ test("resume makes up an interrupted validation", async () => {
   assert.deepEqual(steps, [5, 10, 15, 20]);
 });
 
+test("damaged checkpoint names an earlier one", async () => {
+  const dir = tempDir();
+  await trainLoop(makeRun(dir, { saveEvery: 5 }).options);
+  const root = join(dir, "checkpoints");
+  // Cut the latest checkpoint's weights short, as a full disk would.
+  writeFileSync(join(root, "step-000020", "w.bin"), new Uint8Array(3));
+  const run = makeRun(dir, { resume: true });
+  await assert.rejects(
+    trainLoop(run.options),
+    /checkpoint: .*step-000020 is damaged: .*write its name \(step-000015(, step-\d+)*\) into .*latest/,
+  );
+  writeFileSync(join(root, "latest"), "step-000099\n");
+  await assert.rejects(
+    trainLoop(makeRun(dir, { resume: true }).options),
+    /names "step-000099", which is not a complete checkpoint folder.*write its name \(step-000020/,
+  );
+});
+
 test("resume without checkpoint names the folder", async () => {
   const dir = tempDir();
   const run = makeRun(dir, { resume: true });
