@@ -48,14 +48,18 @@ const VALIDATION_FILES = ["valid", "validation", "dev"].flatMap((name) =>
 export async function readDataSource(
   arg: string,
   template: PromptTemplate | undefined,
+  role: "train" | "validation" = "train",
 ): Promise<DataSource> {
   const fields = template !== undefined && template.source !== SQUAD_TEMPLATE;
-  const loaded = await loadDataset(arg, { fields });
   const isFolder = existsSync(arg) && statSync(arg).isDirectory();
   const hasValidation = isFolder && readdirSync(arg).some((f) => VALIDATION_FILES.includes(f));
-  const validationSet = hasValidation
-    ? await loadDataset(arg, { fields, split: "validation" })
-    : null;
+  // --val-data naming a folder means its validation file, when it has one.
+  const split = role === "validation" && hasValidation ? "validation" : undefined;
+  const loaded = await loadDataset(arg, { fields, split });
+  const validationSet =
+    hasValidation && role === "train"
+      ? await loadDataset(arg, { fields, split: "validation" })
+      : null;
   const answersById = new Map(
     (loaded.questions ?? []).map((q) => [q.id, q.answers.map((a) => a.text)]),
   );
@@ -74,7 +78,18 @@ function describeDataset(loaded: LoadedDataset): string {
     loaded.skippedImpossible > 0
       ? `, ${loaded.skippedImpossible} impossible questions skipped`
       : "";
-  return `${loaded.files.join(", ")} (${loaded.format}, ${loaded.samples.length} samples${skipped})`;
+  const moved = (loaded.questions ?? []).reduce(
+    (n, q) => n + q.answers.filter((a) => a.givenStart !== undefined).length,
+    0,
+  );
+  const corrected =
+    moved > 0 ? `, ${moved} answer_start offsets moved to where the answer text occurs` : "";
+  const repeated = (loaded.questions ?? []).filter((q) => q.fileId !== undefined).length;
+  const renamed = repeated > 0 ? `, ${repeated} repeated question ids given a #N suffix` : "";
+  return (
+    `${loaded.files.join(", ")} (${loaded.format}, ${loaded.samples.length} samples` +
+    `${skipped}${corrected}${renamed})`
+  );
 }
 
 export interface DataSplits {
@@ -97,8 +112,18 @@ export async function readSplits(options: {
 }): Promise<DataSplits> {
   const source = await readDataSource(options.data, options.template);
   if (options.valData !== undefined) {
-    const val = await readDataSource(options.valData, options.template);
-    for (const [id, answers] of val.answersById) source.answersById.set(id, answers);
+    const val = await readDataSource(options.valData, options.template, "validation");
+    for (const [id, answers] of val.answersById) {
+      const known = source.answersById.get(id);
+      if (known !== undefined && JSON.stringify(known) !== JSON.stringify(answers)) {
+        throw new Error(
+          `question id ${JSON.stringify(id)} is in ${options.data} and in ${options.valData} ` +
+            `with different answers; question ids must be unique across --data and ` +
+            `--val-data, because exact match and F1 find the gold answers by id`,
+        );
+      }
+      source.answersById.set(id, answers);
+    }
     return {
       source,
       train: source.samples,

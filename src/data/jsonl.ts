@@ -4,7 +4,7 @@
 //   {"messages": [{"role", "content"}, ...]}  assistant turns learned
 // With a custom template every line is a record of string fields for the template's slots.
 // Blank lines are skipped. Line numbers in errors are 1-based.
-import { readFileSync } from "node:fs";
+import { readUtf8File } from "../io/text-file.js";
 import { describeType, type ChatMessage, type Sample } from "./types.js";
 
 export type JsonlFormat = "text" | "prompt-completion" | "messages" | "fields";
@@ -166,5 +166,5 @@ export function readJsonl(
   path: string,
   options: JsonlOptions = {},
 ): { samples: Sample[]; format: JsonlFormat } {
-  return parseJsonl(readFileSync(path, "utf8"), path, options);
+  return parseJsonl(readUtf8File(path, "readJsonl"), path, options);
 }

@@ -1,18 +1,23 @@
 // SQuAD JSON reader (v1.1 and v2.0): {"data": [{"title", "paragraphs": [{"context", "qas":
 // [{"id", "question", "answers": [{"text", "answer_start"}], "is_impossible"?}]}]}]}.
 // The "version" key is optional because several well-known copies omit it.
-import { readFileSync } from "node:fs";
+import { readUtf8File } from "../io/text-file.js";
 import { describeType, type FieldsSample } from "./types.js";
 
 /** One gold answer: its text and character offset in the context. */
 export interface SquadAnswer {
   text: string;
   answerStart: number;
+  /** The answer_start of the file, when it did not point at the text and was moved. */
+  givenStart?: number;
 }
 
 /** One SQuAD question with its paragraph and article. */
 export interface SquadQuestion {
+  /** The question's id, made unique within the file. */
   id: string;
+  /** The id in the file, when another question has it too and `id` has a suffix. */
+  fileId?: string;
   title: string;
   /** Position of the article in the file (or of the title's first row in a Hub split). */
   articleIndex: number;
@@ -84,8 +89,28 @@ function readAnswers(
           `of ${context.length} characters`,
       );
     }
-    return { text, answerStart };
+    if (context.startsWith(text, answerStart)) return { text, answerStart };
+    // A wrong offset would make the context window that fits --max-length miss the answer.
+    const found = nearestOccurrence(context, text, answerStart);
+    if (found < 0) {
+      const pointedAt = JSON.stringify(context.slice(answerStart, answerStart + text.length));
+      throw new Error(
+        `readSquad: ${file}: ${answerPath}: the answer text ${JSON.stringify(text)} does not ` +
+          `occur in the context (answer_start ${answerStart} points at ${pointedAt}); fix the ` +
+          `answer or remove it`,
+      );
+    }
+    return { text, answerStart: found, givenStart: answerStart };
   });
+}
+
+/** Returns the start of the occurrence of `text` in `context` nearest to `near`, or -1. */
+function nearestOccurrence(context: string, text: string, near: number): number {
+  let best = -1;
+  for (let at = context.indexOf(text); at >= 0; at = context.indexOf(text, at + 1)) {
+    if (best < 0 || Math.abs(at - near) < Math.abs(best - near)) best = at;
+  }
+  return best;
 }
 
 /** Parses SQuAD JSON text; `file` names the source in error messages. */
@@ -101,6 +126,8 @@ export function parseSquad(text: string, file: string): SquadQuestion[] {
   const articles = field(file, "$", root, "data", "array") as unknown[];
 
   const questions: SquadQuestion[] = [];
+  // Exact match and F1 look the gold answers up by question id.
+  const seenIds = new Set<string>();
   articles.forEach((rawArticle, a) => {
     const articlePath = `data[${a}]`;
     const article = asObject(file, articlePath, rawArticle);
@@ -121,8 +148,15 @@ export function parseSquad(text: string, file: string): SquadQuestion[] {
           fail(file, `${path}.is_impossible`, "a boolean", impossible);
         }
         const answers = readAnswers(file, path, qa, context);
+        // A repeated id (AllenNLP's SQuAD 2.0 sample gives an unanswerable question the id of
+        // an answerable one) gets a suffix, so each question keeps its own gold answers.
+        const fileId = field(file, path, qa, "id", "string") as string;
+        let id = fileId;
+        for (let n = 2; seenIds.has(id); n++) id = `${fileId}#${n}`;
+        seenIds.add(id);
         questions.push({
-          id: field(file, path, qa, "id", "string") as string,
+          id,
+          ...(id === fileId ? {} : { fileId }),
           title,
           articleIndex: a,
           paragraphIndex: p,
@@ -146,7 +180,7 @@ export function parseSquad(text: string, file: string): SquadQuestion[] {
 
 /** Reads a SQuAD JSON file (v1.1 or v2.0) into its questions, in file order. */
 export function readSquad(path: string): SquadQuestion[] {
-  return parseSquad(readFileSync(path, "utf8"), path);
+  return parseSquad(readUtf8File(path, "readSquad"), path);
 }
 
 export interface SquadSampleOptions {

@@ -128,3 +128,18 @@ test("readJsonl errors name file and line", () => {
     assert.throws(() => readJsonl(path), pattern, name);
   }
 });
+
+test("readJsonl names the first line that is not UTF-8", () => {
+  const path = join(tmp, "latin1.jsonl");
+  writeFileSync(
+    path,
+    Buffer.from('{"text": "plain"}\n{"text": "Caf\u00e9 cr\u00e8me"}\n', "latin1"),
+  );
+  assert.throws(() => readJsonl(path), /latin1\.jsonl:2: the file is not valid UTF-8/);
+});
+
+test("readJsonl rejects UTF-16 text", () => {
+  const path = join(tmp, "utf16.jsonl");
+  writeFileSync(path, Buffer.from('\ufeff{"text": "a"}\n', "utf16le"));
+  assert.throws(() => readJsonl(path), /utf16\.jsonl is UTF-16 text.*convert it to UTF-8/);
+});

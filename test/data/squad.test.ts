@@ -130,3 +130,73 @@ test("readSquad errors name the JSON path", () => {
   assert.equal(readSquad(writeJson("good.json", good)).length, 1);
   assert.equal(readSquad(writeJson("bom.json", "\uFEFF" + JSON.stringify(good))).length, 1);
 });
+
+/** A one-article SQuAD file whose questions have the given ids and answers. */
+function squadWith(context: string, qas: { id: string; text: string; start: number }[]) {
+  return {
+    data: [
+      {
+        title: "T",
+        paragraphs: [
+          {
+            context,
+            qas: qas.map((q) => ({
+              id: q.id,
+              question: "q?",
+              answers: [{ text: q.text, answer_start: q.start }],
+            })),
+          },
+        ],
+      },
+    ],
+  };
+}
+
+test("readSquad makes repeated question ids unique", () => {
+  const path = writeJson(
+    "dup-id.json",
+    squadWith("Paris in 1889", [
+      { id: "g1", text: "Paris", start: 0 },
+      { id: "g1", text: "1889", start: 9 },
+      { id: "g1#2", text: "in", start: 6 },
+    ]),
+  );
+  const questions = readSquad(path);
+  assert.deepEqual(
+    questions.map((q) => [q.id, q.fileId, q.answers[0].text]),
+    [
+      ["g1", undefined, "Paris"],
+      ["g1#2", "g1", "1889"],
+      ["g1#2#2", "g1#2", "in"],
+    ],
+  );
+});
+
+test("readSquad moves a wrong answer_start to the answer", () => {
+  const context = "The Eiffel Tower is in Paris, and Paris is in France.";
+  const path = writeJson(
+    "bad-start.json",
+    squadWith(context, [{ id: "a", text: "Paris", start: 30 }]),
+  );
+  const [answer] = readSquad(path)[0].answers;
+  // The nearest of the two occurrences (23 and 34) to the given 30.
+  assert.equal(answer.answerStart, 34);
+  assert.equal(answer.givenStart, 30);
+  assert.equal(context.slice(34, 39), "Paris");
+
+  const missing = writeJson(
+    "no-answer-text.json",
+    squadWith(context, [{ id: "a", text: "London", start: 4 }]),
+  );
+  assert.throws(
+    () => readSquad(missing),
+    /qas\[0\]\.answers\[0\]: the answer text "London" does not occur in the context \(answer_start 4 points at "Eiffel"\)/,
+  );
+});
+
+test("readSquad rejects text that is not UTF-8", () => {
+  const path = join(tmp, "latin1.json");
+  const text = JSON.stringify(squadWith("Caf\u00e9", [{ id: "a", text: "Caf", start: 0 }]));
+  writeFileSync(path, Buffer.from(text, "latin1"));
+  assert.throws(() => readSquad(path), /latin1\.json:1: the file is not valid UTF-8/);
+});

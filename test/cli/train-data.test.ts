@@ -1,0 +1,66 @@
+// Reading --data and --val-data for train and eval.
+import assert from "node:assert/strict";
+import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { test } from "node:test";
+import { readSplits } from "../../src/cli/train-data.js";
+
+const work = mkdtempSync(join(tmpdir(), "tslora-train-data-"));
+
+function textLines(word: string, count: number): string {
+  return Array.from({ length: count }, (_, i) => JSON.stringify({ text: `${word} ${i}` }))
+    .join("\n")
+    .concat("\n");
+}
+
+test("--val-data folder reads its validation file", async () => {
+  const folder = join(work, "folder");
+  mkdirSync(folder);
+  writeFileSync(join(folder, "train.jsonl"), textLines("train", 6));
+  writeFileSync(join(folder, "valid.jsonl"), textLines("valid", 3));
+  const data = join(work, "data.jsonl");
+  writeFileSync(data, textLines("data", 4));
+
+  const splits = await readSplits({
+    data,
+    valData: folder,
+    valFraction: 0.1,
+    seed: 1,
+    template: undefined,
+  });
+  assert.equal(splits.train.length, 4);
+  assert.equal(splits.validation.length, 3);
+  assert.match(splits.validationSource, /valid\.jsonl/);
+});
+
+test("question ids shared by --data and --val-data must agree", async () => {
+  const squad = (answer: string) => ({
+    data: [
+      {
+        title: "T",
+        paragraphs: [
+          {
+            context: "Paris in 1889",
+            qas: [
+              {
+                id: "g1",
+                question: "q?",
+                answers: [{ text: answer, answer_start: "Paris in 1889".indexOf(answer) }],
+              },
+              { id: "g2", question: "q2?", answers: [{ text: "in", answer_start: 6 }] },
+            ],
+          },
+        ],
+      },
+    ],
+  });
+  const train = join(work, "train.json");
+  const valid = join(work, "valid.json");
+  writeFileSync(train, JSON.stringify(squad("Paris")));
+  writeFileSync(valid, JSON.stringify(squad("1889")));
+  await assert.rejects(
+    readSplits({ data: train, valData: valid, valFraction: 0.1, seed: 1, template: undefined }),
+    /question id "g1" is in .*train\.json and in .*valid\.json with different answers/,
+  );
+});
