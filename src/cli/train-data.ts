@@ -30,10 +30,19 @@ export function resolveTemplate(value: string | undefined): PromptTemplate | und
   if (value === undefined || value === "prompt-completion") return undefined;
   if (value === "squad") return parseTemplate(SQUAD_TEMPLATE);
   try {
-    return parseTemplate(value);
+    // A shell passes '\n' as a backslash and an n; the template means a newline.
+    return parseTemplate(unescapeTemplate(value));
   } catch (err) {
     throw new UsageError(`--template: ${(err as Error).message}`);
   }
+}
+
+// The characters that the escapes \n, \t and \\ of a command-line template stand for.
+const TEMPLATE_ESCAPES: Record<string, string> = { n: "\n", t: "\t", "\\": "\\" };
+
+/** Replaces the escapes of a command-line template by the characters they stand for. */
+export function unescapeTemplate(value: string): string {
+  return value.replace(/\\([nt\\])/g, (_, c: string) => TEMPLATE_ESCAPES[c]);
 }
 
 // Validation file names that a data folder may contain beside train.* (mlx-lm uses valid.jsonl).
@@ -56,6 +65,13 @@ export async function readDataSource(
   // --val-data naming a folder means its validation file, when it has one.
   const split = role === "validation" && hasValidation ? "validation" : undefined;
   const loaded = await loadDataset(arg, { fields, split });
+  if (loaded.samples.length === 0 && loaded.skippedImpossible > 0) {
+    throw new Error(
+      `${loaded.files.join(", ")}: all ${loaded.skippedImpossible} questions are unanswerable ` +
+        `(SQuAD 2.0 is_impossible, or no answers), and training and evaluation skip those; ` +
+        `give a file with answerable questions`,
+    );
+  }
   const validationSet =
     hasValidation && role === "train"
       ? await loadDataset(arg, { fields, split: "validation" })

@@ -19,7 +19,7 @@ export class ChatRenderer {
     const source = chatTemplate ?? tokenizer.chatTemplate;
     if (source === null || source === undefined) {
       throw new Error(
-        "ChatRenderer: the tokenizer has no chat template (no chat_template in " +
+        "chat data: the tokenizer has no chat template (no chat_template in " +
           "tokenizer_config.json and no chat_template.jinja), so messages cannot be rendered. " +
           "Add a chat_template field to tokenizer_config.json or a chat_template.jinja file to " +
           'the model folder, convert the data to {"prompt", "completion"} or {"text"} lines, ' +
@@ -30,7 +30,7 @@ export class ChatRenderer {
       this.template = new Template(source);
     } catch (error) {
       throw new Error(
-        `ChatRenderer: the chat template is invalid Jinja (${(error as Error).message})`,
+        `chat data: the chat template is invalid Jinja (${(error as Error).message})`,
       );
     }
     const tokenText = (id: number | null) => (id === null ? "" : (tokenizer.idToToken(id) ?? ""));
@@ -74,7 +74,8 @@ export class ChatRenderer {
         throw new Error(
           `${origin}: the chat template does not render messages[0..${i}] as a prefix of the ` +
             `whole conversation, so the assistant turns cannot be located for the loss mask; ` +
-            `turn off prompt masking for this data or use a prefix-stable template`,
+            `turn off prompt masking for this data (--no-mask-prompt, or maskPrompt: false) ` +
+            `or use a prefix-stable template`,
         );
       }
       assistantSpans.push([before.length, through.length]);

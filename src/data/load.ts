@@ -1,7 +1,7 @@
 // One entry point for every dataset source: a SQuAD .json file, a .jsonl file, a .parquet file,
 // a folder with one file per split (train.jsonl, valid.jsonl, ... as mlx-lm lays them out), or
 // a Hub dataset id.
-import { existsSync, readdirSync, statSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { extname, join } from "node:path";
 import {
   datasetFromRows,
@@ -32,9 +32,21 @@ function splitFileInFolder(dir: string, split: string): string {
   const names = SPLIT_ALIASES[split] ?? [split];
   const present = readdirSync(dir);
   for (const name of names) {
-    for (const extension of [".jsonl", ".json", ".parquet"]) {
-      if (present.includes(name + extension)) return join(dir, name + extension);
+    const found = [".jsonl", ".json", ".parquet"]
+      .map((extension) => name + extension)
+      .filter((file) => present.includes(file));
+    if (found.length === 0) continue;
+    const path = join(dir, found[0]);
+    if (statSync(path).isDirectory()) {
+      throw new Error(`loadDataset: ${path} is a folder; the "${split}" split must be a file`);
     }
+    if (found.length > 1) {
+      console.warn(
+        `loadDataset: ${dir} has ${found.join(" and ")} for the "${split}" split; ` +
+          `reading ${found[0]} (move the others out of the folder to silence this)`,
+      );
+    }
+    return path;
   }
   throw new Error(
     `loadDataset: no file for split "${split}" in ${dir} (looked for ` +
@@ -43,10 +55,45 @@ function splitFileInFolder(dir: string, split: string): string {
   );
 }
 
+/**
+ * Reads a SQuAD .json file. A JSON Lines file named .json, as some exporters write it, gets
+ * an error that tells the user to rename it.
+ */
+function readSquadOrExplain(path: string): ReturnType<typeof readSquad> {
+  try {
+    return readSquad(path);
+  } catch (err) {
+    const message = (err as Error).message;
+    if (!/invalid JSON/.test(message) || !looksLikeJsonLines(path)) throw err;
+    throw new Error(
+      `${message}. The file has one JSON object per line: JSON Lines data must be named ` +
+        `.jsonl, so rename it`,
+    );
+  }
+}
+
+function looksLikeJsonLines(path: string): boolean {
+  const lines = readFileSync(path, "utf8")
+    .split("\n")
+    .filter((line) => line.trim() !== "")
+    .slice(0, 3);
+  return (
+    lines.length >= 2 &&
+    lines.every((line) => {
+      try {
+        const value: unknown = JSON.parse(line);
+        return typeof value === "object" && value !== null && !Array.isArray(value);
+      } catch {
+        return false;
+      }
+    })
+  );
+}
+
 async function loadFile(path: string, options: LoadDatasetOptions): Promise<LoadedDataset> {
   const extension = extname(path).toLowerCase();
   if (extension === ".json") {
-    const questions = readSquad(path);
+    const questions = readSquadOrExplain(path);
     const { samples, skippedImpossible } = squadSamples(questions, options);
     return { samples, format: "squad", questions, skippedImpossible, files: [path] };
   }

@@ -273,8 +273,8 @@ export class ExampleTokenizer {
       const roles = [...new Set(sample.messages.map((message) => message.role))].join(", ");
       throw new Error(
         `${sample.origin}: the conversation has no message with role "assistant" (roles: ` +
-          `${roles}), so prompt masking leaves nothing to learn; add an assistant turn or turn ` +
-          `off prompt masking`,
+          `${roles}), so prompt masking leaves nothing to learn; add an assistant turn, or ` +
+          `turn off prompt masking (--no-mask-prompt, or maskPrompt: false)`,
       );
     }
     const ids = encode(text);

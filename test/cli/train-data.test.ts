@@ -4,7 +4,7 @@ import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
-import { readSplits } from "../../src/cli/train-data.js";
+import { readDataSource, readSplits, unescapeTemplate } from "../../src/cli/train-data.js";
 
 const work = mkdtempSync(join(tmpdir(), "tslora-train-data-"));
 
@@ -62,5 +62,54 @@ test("question ids shared by --data and --val-data must agree", async () => {
   await assert.rejects(
     readSplits({ data: train, valData: valid, valFraction: 0.1, seed: 1, template: undefined }),
     /question id "g1" is in .*train\.json and in .*valid\.json with different answers/,
+  );
+});
+
+test("--template escapes become characters", () => {
+  assert.equal(unescapeTemplate("Q: {q}\\nA:\\t{answer}"), "Q: {q}\nA:\t{answer}");
+  assert.equal(unescapeTemplate("a\\\\nb"), "a\\nb");
+  assert.equal(unescapeTemplate("no escapes"), "no escapes");
+});
+
+test("a SQuAD file of unanswerable questions is named", async () => {
+  const path = join(work, "impossible.json");
+  const qa = (id: string) => ({ id, question: "q?", answers: [], is_impossible: true });
+  writeFileSync(
+    path,
+    JSON.stringify({
+      data: [{ title: "T", paragraphs: [{ context: "c", qas: [qa("a"), qa("b")] }] }],
+    }),
+  );
+  await assert.rejects(
+    readDataSource(path, undefined),
+    /impossible\.json: all 2 questions are unanswerable/,
+  );
+});
+
+test("data folders: a folder split, two files and JSON Lines named .json", async () => {
+  const both = join(work, "both");
+  mkdirSync(both);
+  writeFileSync(join(both, "train.jsonl"), textLines("jsonl", 2));
+  writeFileSync(join(both, "train.json"), "{}");
+  const warnings: string[] = [];
+  const warn = console.warn;
+  console.warn = (message: string) => warnings.push(message);
+  try {
+    const source = await readDataSource(both, undefined);
+    assert.equal(source.samples.length, 2);
+  } finally {
+    console.warn = warn;
+  }
+  assert.match(warnings.join("\n"), /has train\.jsonl and train\.json .*reading train\.jsonl/);
+
+  const nested = join(work, "nested");
+  mkdirSync(join(nested, "train.jsonl"), { recursive: true });
+  await assert.rejects(readDataSource(nested, undefined), /nested\/train\.jsonl is a folder/);
+
+  const misnamed = join(work, "lines.json");
+  writeFileSync(misnamed, textLines("line", 3));
+  await assert.rejects(
+    readDataSource(misnamed, undefined),
+    /lines\.json: invalid JSON .*one JSON object per line.*named \.jsonl, so rename it/,
   );
 });
