@@ -11,13 +11,7 @@ import { loadAdapter } from "../lora/adapter-io.js";
 import { parseQuantizeOption } from "../engine/quant.js";
 import { loadModel, type LoadDType } from "../models/index.js";
 import { resolveMaxLength } from "./context-length.js";
-import {
-  readSplits,
-  resolveTemplate,
-  tokenizeSplit,
-  type DataSource,
-  type DataSplits,
-} from "./train-data.js";
+import { readSplits, resolveTemplate, tokenizeSplit, type DataSplits } from "./train-data.js";
 import { applyRunSplitSettings, readRunConfig, warnQuantizeMismatch } from "./run-config.js";
 import {
   EVAL_OPTIONS,
@@ -60,18 +54,20 @@ const SQUAD_ONLY_OPTIONS = ["max-new-tokens", "max-questions", "compare-base", "
  * that leaves no room for the prompt.
  */
 function checkGenerationOptions(
-  kind: DataSource["kind"],
+  questions: number,
+  split: string,
+  files: readonly string[],
   values: OptionValues,
   given: ReadonlySet<string>,
   maxLengthFromRun = false,
 ): void {
-  if (kind !== "squad") {
+  if (questions === 0) {
     const squadOnly = SQUAD_ONLY_OPTIONS.filter((name) => given.has(name));
     if (squadOnly.length === 0) return;
     throw new UsageError(
       `${squadOnly.map((name) => `--${name}`).join(", ")} ` +
         `${squadOnly.length === 1 ? "needs" : "need"} SQuAD-style data (questions with gold ` +
-        `answers), but --data ${String(values.data)} is ${kind} data, for which eval scores ` +
+        `answers), but the ${split} split (${files.join(" and ")}) has none, so eval scores ` +
         `loss and perplexity only; leave out these options`,
     );
   }
@@ -121,21 +117,31 @@ export async function runEval(argv: readonly string[]): Promise<number> {
   const templateArg = values.template === undefined ? undefined : String(values.template);
   const template = resolveTemplate(templateArg);
   const seed = Number(values.seed);
+  const split = String(values.split);
   const splits = await readSplits({
     data: String(values.data),
     valData: values["val-data"] === undefined ? undefined : String(values["val-data"]),
     valFraction: Number(values["val-fraction"]),
     seed,
     template,
+    whole: split === "all",
   });
+  const { samples, files } = selectSplit(splits, split);
+  // Exact match and F1 score the SQuAD questions of the split, whichever file they come from.
+  const questions = samples.filter(
+    (s): s is FieldsSample =>
+      s.kind === "fields" &&
+      s.fields.id !== undefined &&
+      splits.source.answersById.has(s.fields.id),
+  );
   checkGenerationOptions(
-    splits.source.kind,
+    questions.length,
+    split,
+    files,
     values,
     given,
     runSettings?.takenOptions.has("max-length"),
   );
-  const split = String(values.split);
-  const { samples, files } = selectSplit(splits, split);
 
   const { model, tokenizer, dir } = await loadModel(String(values.model), {
     dtype: String(values.dtype) as LoadDType,
@@ -163,15 +169,12 @@ export async function runEval(argv: readonly string[]): Promise<number> {
     `loss ${loss.loss.toFixed(4)} | perplexity ${loss.perplexity.toFixed(3)} | ` +
       `${loss.tokens} tokens in ${loss.examples} examples`,
   );
-  if (splits.source.kind !== "squad") return 0;
+  if (questions.length === 0) return 0;
 
   const maxNewTokens = Number(values["max-new-tokens"]);
   const limit =
-    values["max-questions"] === undefined ? samples.length : Number(values["max-questions"]);
-  const fieldSamples = samples
-    .slice(0, limit)
-    .filter((s): s is FieldsSample => s.kind === "fields");
-  const prompts = squadPrompts(fieldSamples, splits.source.answersById, tokenizer, {
+    values["max-questions"] === undefined ? questions.length : Number(values["max-questions"]);
+  const prompts = squadPrompts(questions.slice(0, limit), splits.source.answersById, tokenizer, {
     maxLength,
     maxNewTokens,
     template,

@@ -118,13 +118,17 @@ export interface DataSplits {
   validationSource: string;
 }
 
-/** Reads --data and --val-data and separates the validation samples. */
+/**
+ * Reads --data and --val-data and separates the validation samples. With `whole` (eval
+ * --split all) --data is not split: its samples are all in `train`.
+ */
 export async function readSplits(options: {
   data: string;
   valData?: string;
   valFraction: number;
   seed: number;
   template: PromptTemplate | undefined;
+  whole?: boolean;
 }): Promise<DataSplits> {
   const source = await readDataSource(options.data, options.template);
   if (options.valData !== undefined) {
@@ -146,6 +150,15 @@ export async function readSplits(options: {
       validation: val.samples,
       validationDescription: val.description,
       validationSource: val.description,
+    };
+  }
+  if (options.whole === true && source.validation === null) {
+    return {
+      source,
+      train: source.samples,
+      validation: [],
+      validationDescription: "none (the data is read whole)",
+      validationSource: source.description,
     };
   }
   if (source.validation !== null) {

@@ -326,10 +326,45 @@ describe("eval on JSONL data", () => {
     assert.equal(result.status, 2, result.stderr);
     assert.equal(result.stdout, "");
     assert.match(result.stderr, /--max-questions, --compare-base, --samples need SQuAD-style data/);
-    assert.ok(result.stderr.includes(`--data ${good} is jsonl data`), result.stderr);
+    assert.ok(
+      result.stderr.includes(`the validation split (${valid} (jsonl-text, 100 samples)) has none`),
+      result.stderr,
+    );
 
     const maxNewTokens = tslora([...base, "--max-new-tokens", "8"]);
     assert.equal(maxNewTokens.status, 2, maxNewTokens.stderr);
     assert.match(maxNewTokens.stderr, /^tslora eval: --max-new-tokens needs SQuAD-style data/m);
+  });
+
+  test("scores SQuAD questions whichever file has them", () => {
+    const squad = fixture("data/squad/allennlp-squad.json");
+    // SQuAD --data, JSONL validation: the validation split has loss only.
+    const jsonlValidation = tslora([
+      "eval",
+      "--model",
+      model,
+      "--data",
+      squad,
+      "--val-data",
+      valid,
+    ]);
+    assert.equal(jsonlValidation.status, 0, jsonlValidation.stderr);
+    assert.match(jsonlValidation.stdout, /^loss /m);
+    assert.doesNotMatch(jsonlValidation.stdout, /exact match/);
+    // JSONL --data, SQuAD validation: its questions get exact match and F1.
+    const squadValidation = tslora([
+      ...["eval", "--model", model, "--data", good, "--val-data", squad],
+      ...["--max-length", "256", "--max-new-tokens", "4", "--max-questions", "2"],
+    ]);
+    assert.equal(squadValidation.status, 0, squadValidation.stderr);
+    assert.match(squadValidation.stdout, /^SQuAD: exact match .* \| 2 questions$/m);
+  });
+
+  test("--split all reads a one-line file whole", () => {
+    const one = join(work, "one.jsonl");
+    writeFileSync(one, JSON.stringify({ text: "Tom saw a cat." }) + "\n");
+    const result = tslora(["eval", "--model", model, "--data", one, "--split", "all"]);
+    assert.equal(result.status, 0, result.stderr);
+    assert.match(result.stdout, /split all: 1 samples/);
   });
 });
