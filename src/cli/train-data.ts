@@ -208,9 +208,32 @@ export function tokenizeSplit(
       ? `, ${report.dropped} dropped as too long (first: ${report.droppedOrigins[0]})`
       : "";
   const line =
-    `${name} set: ${report.examples} examples, ${report.tokens} tokens (${report.learnedTokens} ` +
-    `${options.targetWord ?? "learned"}), ${report.truncated} truncated to ${report.maxLength} tokens${dropped}`;
+    `${name} set: ${plural(report.examples, "example")}, ${plural(report.tokens, "token")} ` +
+    `(${report.learnedTokens} ${options.targetWord ?? "learned"}), ${report.truncated} ` +
+    `truncated to ${report.maxLength} tokens${dropped}${unknownTokens(examples, tokenizer)}`;
   return { examples, report, line };
+}
+
+/**
+ * Returns a note with the count of input tokens that are the tokenizer's unknown token, or ""
+ * when none are. Text the vocabulary cannot spell (other scripts, emoji) trains on that token.
+ */
+function unknownTokens(examples: readonly TokenizedExample[], tokenizer: TextTokenizer): string {
+  const unk = tokenizer.unkTokenId;
+  if (unk === undefined || unk === null) return "";
+  let count = 0;
+  let total = 0;
+  for (const example of examples) {
+    for (const id of example.inputIds) if (id === unk) count++;
+    total += example.inputIds.length;
+  }
+  if (count === 0) return "";
+  const share = ((100 * count) / Math.max(total, 1)).toFixed(1);
+  const token = tokenizer.idToToken(unk) ?? String(unk);
+  return (
+    `; ${plural(count, "token")} (${share}%) are ${token}, text the tokenizer's vocabulary ` +
+    `cannot spell`
+  );
 }
 
 /** Returns "1 sample" or "3 samples". */

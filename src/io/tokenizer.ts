@@ -20,6 +20,8 @@ export interface TextTokenizer {
   /** Every EOS id from the tokenizer, generation_config.json and config.json, without repeats. */
   readonly eosTokenIds: readonly number[];
   readonly padTokenId: number | null;
+  /** The id that text without a token of its own becomes, or null for byte-level tokenizers. */
+  readonly unkTokenId?: number | null;
   /** Ids of the tokens marked special (BOS, EOS, PAD, chat markers, ...). */
   readonly specialTokenIds: ReadonlySet<number>;
   /** The Jinja chat template, or null when the model has none. */
@@ -71,13 +73,14 @@ class HubTokenizer implements TextTokenizer {
   readonly eosTokenId: number | null;
   readonly eosTokenIds: readonly number[];
   readonly padTokenId: number | null;
+  readonly unkTokenId: number | null;
   readonly specialTokenIds: ReadonlySet<number>;
   readonly chatTemplate: string | null;
 
   constructor(
     private readonly inner: Tokenizer,
     private readonly dir: string,
-    ids: { bos: number | null; eos: number[]; pad: number | null },
+    ids: { bos: number | null; eos: number[]; pad: number | null; unk: number | null },
     chatTemplate: string | null,
   ) {
     let maxId = -1;
@@ -87,6 +90,7 @@ class HubTokenizer implements TextTokenizer {
     this.eosTokenId = ids.eos[0] ?? null;
     this.eosTokenIds = ids.eos;
     this.padTokenId = ids.pad;
+    this.unkTokenId = ids.unk;
     this.specialTokenIds = new Set(
       [...inner.get_added_tokens_decoder()].filter(([, t]) => t.special).map(([id]) => id),
     );
@@ -170,6 +174,15 @@ export async function loadTokenizer(dir: string): Promise<TextTokenizer> {
     bos: idOfSpecial("bos_token") ?? fromFiles("bos_token_id")[0] ?? null,
     eos,
     pad: idOfSpecial("pad_token") ?? fromFiles("pad_token_id")[0] ?? null,
+    unk: unkTokenOf(tokenizerJson, inner) ?? idOfSpecial("unk_token"),
   };
   return new HubTokenizer(inner, dir, ids, readChatTemplate(dir, config));
+}
+
+/** Returns the id of tokenizer.json's model.unk_token, or null when it names none. */
+function unkTokenOf(tokenizerJson: Json, inner: Tokenizer): number | null {
+  const model = tokenizerJson.model;
+  if (typeof model !== "object" || model === null) return null;
+  const unk = (model as Json).unk_token;
+  return typeof unk === "string" ? (inner.token_to_id(unk) ?? null) : null;
 }

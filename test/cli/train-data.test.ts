@@ -4,7 +4,15 @@ import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
-import { readDataSource, readSplits, unescapeTemplate } from "../../src/cli/train-data.js";
+import {
+  readDataSource,
+  readSplits,
+  tokenizeSplit,
+  unescapeTemplate,
+} from "../../src/cli/train-data.js";
+import type { Sample } from "../../src/data/types.js";
+import { loadTokenizer } from "../../src/io/tokenizer.js";
+import { fixture } from "../helpers/fixtures.js";
 
 const work = mkdtempSync(join(tmpdir(), "tslora-train-data-"));
 
@@ -112,4 +120,18 @@ test("data folders: a folder split, two files and JSON Lines named .json", async
     readDataSource(misnamed, undefined),
     /lines\.json: invalid JSON .*one JSON object per line.*named \.jsonl, so rename it/,
   );
+});
+
+test("the set line counts unknown tokens", async () => {
+  const tokenizer = await loadTokenizer(fixture("models/TinyStories-656K"));
+  const samples: Sample[] = [
+    { kind: "text", text: "Tom saw a cat.", group: "a", origin: "a" },
+    { kind: "text", text: "\u732b\u3068\u72ac", group: "b", origin: "b" },
+  ];
+  const options = { maxLength: 64, maskPrompt: false, template: undefined };
+  const { line } = tokenizeSplit("train", samples, tokenizer, options);
+  assert.match(line, /^train set: 2 examples, \d+ tokens .*; \d+ tokens? \([\d.]+%\) are <unk>/);
+  const plain = tokenizeSplit("train", samples.slice(0, 1), tokenizer, options).line;
+  assert.match(plain, /^train set: 1 example, /);
+  assert.doesNotMatch(plain, /<unk>/);
 });
