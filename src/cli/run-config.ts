@@ -2,7 +2,7 @@
 // generate and merge read it from the --adapter folder to reuse the run's data split and to warn
 // when the base model is loaded with a different quantization than the run's.
 import { existsSync, readFileSync } from "node:fs";
-import { basename, dirname, join, resolve } from "node:path";
+import { basename, dirname, isAbsolute, join, resolve } from "node:path";
 import type { QuantizeOption } from "../engine/quant.js";
 import { TRAIN_CONFIG_FILE } from "../train/run-folder.js";
 import type { OptionValues } from "./train-options.js";
@@ -153,9 +153,24 @@ function formatOption(option: string, value: unknown): string {
   return `--${option} ${typeof value === "string" ? JSON.stringify(value) : String(value)}`;
 }
 
+function isPathOption(option: string): boolean {
+  return option === "data" || option === "val-data";
+}
+
+/**
+ * Returns a --data or --val-data value of the run as a path that works from the current
+ * folder: a relative path is resolved against the folder train ran in, when the file records
+ * it and the path exists there (a Hub dataset id does not).
+ */
+function runPath(config: RunConfig, saved: string): string {
+  const folder = config.settings.workingDirectory;
+  if (isAbsolute(saved) || typeof folder !== "string") return saved;
+  const resolved = resolve(folder, saved);
+  return existsSync(resolved) ? resolved : saved;
+}
+
 function sameSetting(option: string, given: unknown, saved: unknown): boolean {
-  const isPath = option === "data" || option === "val-data";
-  if (isPath && typeof given === "string" && typeof saved === "string") {
+  if (isPathOption(option) && typeof given === "string" && typeof saved === "string") {
     return resolve(given) === resolve(saved);
   }
   return (given ?? null) === saved;
@@ -176,8 +191,10 @@ export function applyRunSplitSettings(
   const takenText: string[] = [];
   const differing: string[] = [];
   for (const setting of SPLIT_SETTINGS) {
-    const saved = config.settings[setting.key];
-    if (saved === undefined) continue;
+    const stored = config.settings[setting.key];
+    if (stored === undefined) continue;
+    const saved =
+      isPathOption(setting.option) && typeof stored === "string" ? runPath(config, stored) : stored;
     if (!setting.isValid(saved)) {
       warn(
         `${config.path}: "${setting.key}" has the invalid value ${JSON.stringify(saved)}; ` +
@@ -194,8 +211,6 @@ export function applyRunSplitSettings(
       }
       continue;
     }
-    // NOTE: train stores --data and --val-data as typed, so a relative path here is resolved
-    // against the current folder, not the folder that train ran in.
     values[setting.option] = saved === null ? undefined : (saved as string | number | boolean);
     takenOptions.add(setting.option);
     if (saved !== null) takenText.push(formatOption(setting.option, saved));

@@ -269,7 +269,12 @@ async function trainInto(
   // A resumed run keeps the folder's metrics and settings: fineTune compares the settings with
   // the checkpoint's first, and a rejected resume must leave the folder as it was.
   const configPath = join(out, TRAIN_CONFIG_FILE);
-  const writeSettings = () => writeFileAtomic(configPath, JSON.stringify(settings, null, 2) + "\n");
+  // The working folder lets eval and generate resolve a relative --data from anywhere.
+  const writeSettings = () =>
+    writeFileAtomic(
+      configPath,
+      JSON.stringify({ ...settings, workingDirectory: process.cwd() }, null, 2) + "\n",
+    );
   if (!resume) writeSettings();
   let settingsStored = !resume;
 

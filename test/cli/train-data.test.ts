@@ -10,6 +10,8 @@ import {
   tokenizeSplit,
   unescapeTemplate,
 } from "../../src/cli/train-data.js";
+import { applyRunSplitSettings } from "../../src/cli/run-config.js";
+import type { OptionValues } from "../../src/cli/train-options.js";
 import type { Sample } from "../../src/data/types.js";
 import { loadTokenizer } from "../../src/io/tokenizer.js";
 import { fixture } from "../helpers/fixtures.js";
@@ -134,4 +136,28 @@ test("the set line counts unknown tokens", async () => {
   const plain = tokenizeSplit("train", samples.slice(0, 1), tokenizer, options).line;
   assert.match(plain, /^train set: 1 example, /);
   assert.doesNotMatch(plain, /<unk>/);
+});
+
+test("a run's relative --data resolves against its working folder", () => {
+  const runFolder = join(work, "started-here");
+  mkdirSync(join(runFolder, "d"), { recursive: true });
+  writeFileSync(join(runFolder, "d", "train.jsonl"), textLines("x", 2));
+  const config = {
+    path: join(runFolder, "out", "train_config.json"),
+    settings: { data: "d/train.jsonl", valData: null, workingDirectory: runFolder },
+  };
+  const values: OptionValues = {};
+  const warnings: string[] = [];
+  const { takenOptions } = applyRunSplitSettings(config, values, new Set(), (m) =>
+    warnings.push(m),
+  );
+  assert.ok(takenOptions.has("data"));
+  assert.equal(values.data, join(runFolder, "d", "train.jsonl"));
+  assert.deepEqual(warnings, []);
+
+  // The same path typed on the command line from the run's folder is not a difference.
+  const given: OptionValues = { data: join(runFolder, "d", "train.jsonl") };
+  const differences: string[] = [];
+  applyRunSplitSettings(config, given, new Set(["data"]), (m) => differences.push(m));
+  assert.deepEqual(differences, []);
 });
