@@ -244,6 +244,13 @@ async function trainInto(
   }
   log(`data: ${splits.source.description}`);
   log(`validation: ${splits.validationDescription}`);
+  const valData = str(values, "val-data");
+  if (valData !== undefined && resolve(valData) === resolve(String(values.data))) {
+    log(
+      "note: --val-data is the --data file, so validation measures examples the adapter " +
+        "trains on and cannot show overfitting; leave out --val-data to hold out part of --data",
+    );
+  }
   log(train.line);
   log(validation.line);
   log(

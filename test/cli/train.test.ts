@@ -138,6 +138,35 @@ test("resume keeps the run folder and its history", async () => {
   assert.equal(settings.steps, 6);
 });
 
+test("train notes --val-data equal to --data", async () => {
+  const data = join(fixture("data/wikisql"), "train.jsonl");
+  const out = join(work, "same-val");
+  const lines: string[] = [];
+  const write = process.stderr.write.bind(process.stderr);
+  process.stderr.write = ((chunk: string | Uint8Array) => {
+    lines.push(String(chunk));
+    return true;
+  }) as typeof process.stderr.write;
+  try {
+    const status = await runTrain(
+      args(data, out, [
+        "--val-data",
+        data,
+        "--steps",
+        "1",
+        "--max-length",
+        "96",
+        "--eval-every",
+        "0",
+      ]),
+    );
+    assert.equal(status, 0);
+  } finally {
+    process.stderr.write = write;
+  }
+  assert.match(lines.join(""), /note: --val-data is the --data file/);
+});
+
 test("train options reject bad values", () => {
   assert.throws(
     () => parseOptions("train", ["--lr", "fast"], TRAIN_OPTIONS),
