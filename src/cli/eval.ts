@@ -12,7 +12,12 @@ import { parseQuantizeOption } from "../engine/quant.js";
 import { loadModel, type LoadDType } from "../models/index.js";
 import { resolveMaxLength } from "./context-length.js";
 import { readSplits, resolveTemplate, tokenizeSplit, type DataSplits } from "./train-data.js";
-import { applyRunSplitSettings, readRunConfig, warnQuantizeMismatch } from "./run-config.js";
+import {
+  applyRunQuantize,
+  applyRunSplitSettings,
+  readRunConfig,
+  warnQuantizeMismatch,
+} from "./run-config.js";
 import {
   EVAL_OPTIONS,
   formatHelp,
@@ -110,6 +115,7 @@ export async function runEval(argv: readonly string[]): Promise<number> {
   const runConfig = adapter === null ? null : readRunConfig(adapter, warn);
   const runSettings =
     runConfig === null ? null : applyRunSplitSettings(runConfig, values, given, warn);
+  const quantizeLine = applyRunQuantize(runConfig, values, given, warn);
   const quantize = parseQuantizeOption(String(values.quantize));
   warnQuantizeMismatch(runConfig, quantize, warn);
 
@@ -151,6 +157,7 @@ export async function runEval(argv: readonly string[]): Promise<number> {
   const print = (line: string) => process.stdout.write(line + "\n");
   print(`model: ${dir}${adapter === null ? " (no adapter)" : `, adapter ${adapter}`}`);
   if (runSettings?.line) print(runSettings.line);
+  if (quantizeLine !== null) print(quantizeLine);
   print(`data: ${files.join(" and ")}, split ${split}: ${samples.length} samples`);
 
   const maxLength = resolveMaxLength("eval", dir, values);

@@ -85,6 +85,24 @@ export function warnQuantizeMismatch(
 }
 
 /**
+ * Takes the run's --quantize when the command line leaves the option out, so that eval scores
+ * the model that training validated. Returns the line that says so, or null when nothing was
+ * taken.
+ */
+export function applyRunQuantize(
+  config: RunConfig | null,
+  values: OptionValues,
+  given: ReadonlySet<string>,
+  warn: Warn,
+): string | null {
+  if (config === null || given.has("quantize")) return null;
+  const trained = runQuantize(config, warn);
+  if (trained === null || trained === "none") return null;
+  values.quantize = trained;
+  return `--quantize ${trained} from ${config.path}: the base the run trained against`;
+}
+
+/**
  * Warns when merge decodes the base with another --quantize than the run trained against, in
  * either direction, because the merged weights then differ from the model the adapter learned on.
  */

@@ -223,14 +223,20 @@ describe("quantized run", () => {
     assert.doesNotMatch(same.stderr, /warning/);
   });
 
-  test("eval warns without --quantize nf4", () => {
+  test("eval takes --quantize nf4 from the run", () => {
     const plain = evalSquad(dir);
     assert.equal(plain.status, 0, plain.stderr);
-    assert.match(plain.stderr, /warning: the adapter was trained against an nf4 base/);
+    assert.doesNotMatch(plain.stderr, /warning/);
+    assert.match(plain.stdout, /^--quantize nf4 from \S*train_config\.json: the base the run/m);
 
     const same = evalSquad(dir, "--quantize", "nf4");
     assert.equal(same.status, 0, same.stderr);
     assert.doesNotMatch(same.stderr, /warning/);
+    assert.equal(same.stdout.replace(/^--quantize nf4 from .*\n/m, ""), same.stdout);
+
+    const none = evalSquad(dir, "--quantize", "none");
+    assert.equal(none.status, 0, none.stderr);
+    assert.match(none.stderr, /warning: the adapter was trained against an nf4 base/);
   });
 
   test("merge warns without --quantize nf4", () => {
