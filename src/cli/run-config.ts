@@ -86,7 +86,7 @@ export function warnQuantizeMismatch(
 
 /**
  * Takes the run's --quantize when the command line leaves the option out, so that eval scores
- * the model that training validated. Returns the line that says so, or null when nothing was
+ * the model that training validated. Returns the line that reports it, or null when nothing was
  * taken.
  */
 export function applyRunQuantize(
