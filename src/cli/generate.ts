@@ -8,12 +8,12 @@ import type { ModelConfig } from "../io/config.js";
 import type { TextTokenizer } from "../io/tokenizer.js";
 import { contextLength } from "./context-length.js";
 import { QUANTIZE_OPTION } from "./quantize-option.js";
-import { readRunConfig, warnQuantizeMismatch } from "./run-config.js";
+import { applyRunQuantize, readRunConfig, warnQuantizeMismatch } from "./run-config.js";
 import { loadModel, type LoadDType } from "../models/index.js";
 import {
   formatHelp,
   isDefaultValue,
-  parseOptions,
+  parseCommandLine,
   UsageError,
   type OptionSpec,
   type OptionValues,
@@ -37,7 +37,7 @@ export const GENERATE_OPTIONS: OptionSpec[] = [
     name: "adapter",
     type: "string",
     value: "<dir>",
-    help: "PEFT LoRA adapter folder to apply (adapter_config.json, adapter_model.safetensors). When it holds a `tslora train` run's train_config.json (in the folder, or two levels up for a checkpoints/step-N folder), a --quantize other than the run's gets a warning.",
+    help: "PEFT LoRA adapter folder to apply (adapter_config.json, adapter_model.safetensors). When it holds a `tslora train` run's train_config.json (in the folder, or two levels up for a checkpoints/step-N folder), its --quantize format is the default, and another given format gets a warning.",
   },
   {
     name: "max-new-tokens",
@@ -103,7 +103,10 @@ export const GENERATE_OPTIONS: OptionSpec[] = [
     choices: ["auto", "f32", "bf16"],
     help: "Storage type of the weights (auto keeps the checkpoint's). Compute is f32.",
   },
-  QUANTIZE_OPTION,
+  {
+    ...QUANTIZE_OPTION,
+    defaultText: "the training run's format when --adapter has a train_config.json, else none",
+  },
   {
     name: "threads",
     type: "integer",
@@ -173,20 +176,25 @@ function warnAboveContext(
 
 /** Runs `tslora generate` with the arguments after the verb; resolves to the exit status. */
 export async function runGenerate(argv: readonly string[]): Promise<number> {
-  const values = parseOptions("generate", argv, GENERATE_OPTIONS);
-  if (values === null) {
+  const parsed = parseCommandLine("generate", argv, GENERATE_OPTIONS);
+  if (parsed === null) {
     console.log(formatHelp(USAGE, SUMMARY, GENERATE_OPTIONS));
     return 0;
   }
+  const { values, given } = parsed;
   checkGenerateValues(values);
   if (values.threads !== undefined) setThreads(Number(values.threads));
-  const quantize = parseQuantizeOption(String(values.quantize));
   const adapter = values.adapter === undefined ? null : resolve(String(values.adapter));
   if (adapter !== null) {
     const warn = (message: string) =>
       process.stderr.write(`tslora generate: warning: ${message}\n`);
-    warnQuantizeMismatch(readRunConfig(adapter, warn), quantize, warn);
+    const runConfig = readRunConfig(adapter, warn);
+    // Like eval, generate loads the base in the format the adapter was trained against.
+    const quantizeLine = applyRunQuantize(runConfig, values, given, warn);
+    if (quantizeLine !== null) process.stderr.write(`tslora generate: ${quantizeLine}\n`);
+    warnQuantizeMismatch(runConfig, parseQuantizeOption(String(values.quantize)), warn);
   }
+  const quantize = parseQuantizeOption(String(values.quantize));
   const { model, tokenizer } = await loadModel(String(values.model), {
     dtype: String(values.dtype) as LoadDType,
     quantize,

@@ -101,7 +101,8 @@ function describeDataset(loaded: LoadedDataset): string {
   const corrected =
     moved > 0 ? `, ${moved} answer_start offsets moved to where the answer text occurs` : "";
   const repeated = (loaded.questions ?? []).filter((q) => q.fileId !== undefined).length;
-  const renamed = repeated > 0 ? `, ${repeated} repeated question ids given a #N suffix` : "";
+  const renamed =
+    repeated > 0 ? `, ${plural(repeated, "repeated question id")} given a #N suffix` : "";
   return (
     `${loaded.files.join(", ")} (${loaded.format}, ${loaded.samples.length} samples` +
     `${skipped}${corrected}${renamed})`

@@ -284,7 +284,10 @@ export const TRAIN_OPTIONS: OptionSpec[] = [
   },
 ];
 
-const RUN_DEFAULT_OPTIONS = new Set(SPLIT_SETTINGS.map((setting) => setting.option));
+const RUN_DEFAULT_OPTIONS = new Set([
+  ...SPLIT_SETTINGS.map((setting) => setting.option),
+  "quantize",
+]);
 
 /** Help texts of data options that mean something else in eval, which scores instead of trains. */
 const EVAL_HELP: Record<string, string> = {
@@ -316,7 +319,7 @@ export const EVAL_OPTIONS: OptionSpec[] = [
     type: "string",
     value: "<dir>",
     defaultText: "none: the base model is evaluated",
-    help: "PEFT adapter folder to evaluate. A `tslora train` --out folder, or one of its checkpoints/step-N folders, also supplies the run's train_config.json: its --seed, --val-fraction, --val-data, --template, --mask-prompt and --max-length become the defaults, options given with other values get a warning, and so does a --quantize other than the run's.",
+    help: "PEFT adapter folder to evaluate. A `tslora train` --out folder, or one of its checkpoints/step-N folders, also supplies the run's train_config.json: its --seed, --val-fraction, --val-data, --template, --mask-prompt, --max-length and --quantize become the defaults, and options given with other values get a warning.",
   },
   {
     name: "split",

@@ -131,6 +131,8 @@ export class NonFiniteLossError extends Error {
 interface LoopState {
   step: number;
   lastCheckpoint: string | null;
+  /** The step of lastCheckpoint. */
+  lastCheckpointStep: number | null;
 }
 
 /** Lets pending events (a SIGINT handler, for example) run between steps. */
@@ -155,7 +157,7 @@ export async function trainLoop<B>(options: TrainLoopOptions<B>): Promise<TrainR
   checkTrainable(options.params);
   const totalSteps = options.schedule.totalSteps;
 
-  const state: LoopState = { step: 0, lastCheckpoint: null };
+  const state: LoopState = { step: 0, lastCheckpoint: null, lastCheckpointStep: null };
   if (options.resume) resumeFrom(options, state);
 
   const validations: ValidationMetrics[] = [];
@@ -181,7 +183,8 @@ export async function trainLoop<B>(options: TrainLoopOptions<B>): Promise<TrainR
 
   while (state.step < totalSteps) {
     if (options.signal?.aborted) {
-      saveCheckpoint(options, state, "abort");
+      // A checkpoint saved at this step already contains everything the abort would save.
+      if (state.lastCheckpointStep !== state.step) saveCheckpoint(options, state, "abort");
       return {
         reason: "aborted",
         step: state.step,
@@ -342,6 +345,7 @@ function saveCheckpoint<B>(
     settings: options.settings ?? {},
   });
   state.lastCheckpoint = checkpoints.save(trainerState, checkpointParts);
+  state.lastCheckpointStep = state.step;
   options.log?.(`saved checkpoint ${state.lastCheckpoint} (${why})`);
   options.metricsLog?.write("event", {
     step: state.step,
@@ -374,10 +378,17 @@ function resumeFrom<B>(options: TrainLoopOptions<B>, state: LoopState): void {
   if (options.rng && saved.rngState !== null) options.rng.setState(saved.rngState);
   state.step = saved.step;
   state.lastCheckpoint = dir;
+  state.lastCheckpointStep = saved.step;
   options.metricsLog?.truncateAfter(saved.step);
   options.log?.(`resumed from ${dir} at step ${saved.step}`);
   const savedSteps = saved.settings.steps;
   const steps = options.settings?.steps;
+  if (saved.step === options.schedule.totalSteps) {
+    options.log?.(
+      `the run had already reached its last step (${saved.step}); raise --steps to train it ` +
+        `further`,
+    );
+  }
   if (savedSteps !== undefined && steps !== undefined && savedSteps !== steps) {
     options.log?.(
       `the run continues to step ${formatSetting("steps", steps)} (it was set to ` +
@@ -388,8 +399,9 @@ function resumeFrom<B>(options: TrainLoopOptions<B>, state: LoopState): void {
 }
 
 // Settings a resumed run may change: more (or fewer) steps continue the same run, and the
-// learning-rate schedule then spans the new count.
-const CHANGEABLE_ON_RESUME = new Set(["steps"]);
+// learning-rate schedule then spans the new count. The default warmup is a share of the steps,
+// so it changes with them.
+const CHANGEABLE_ON_RESUME = new Set(["steps", "warmup"]);
 
 /** Formats a setting for the resume error; a quantize key is absent when no format was set. */
 function formatSetting(key: string, value: unknown): string {

@@ -201,12 +201,20 @@ describe("quantized run", () => {
     dir = adapterWithConfig("nf4-run", JSON.stringify({ ...settings, quantize: "nf4" }));
   });
 
-  test("generate warns without --quantize nf4", () => {
+  test("generate takes --quantize nf4 from the run", () => {
     const plain = tslora(["generate", "--model", model, "--adapter", dir, "--prompt", "Once"]);
     assert.equal(plain.status, 0, plain.stderr);
-    assert.match(plain.stderr, /warning: the adapter was trained against an nf4 base/);
-    assert.match(plain.stderr, /--quantize is none/);
-    assert.match(plain.stderr, /pass --quantize nf4/);
+    assert.doesNotMatch(plain.stderr, /warning/);
+    assert.match(plain.stderr, /tslora generate: --quantize nf4 from \S*train_config\.json/);
+
+    const none = tslora([
+      ...["generate", "--model", model, "--adapter", dir, "--prompt", "Once"],
+      ...["--quantize", "none"],
+    ]);
+    assert.equal(none.status, 0, none.stderr);
+    assert.match(none.stderr, /warning: the adapter was trained against an nf4 base/);
+    assert.match(none.stderr, /--quantize is none/);
+    assert.match(none.stderr, /pass --quantize nf4/);
 
     const int8 = tslora([
       ...["generate", "--model", model, "--adapter", dir, "--prompt", "Once"],

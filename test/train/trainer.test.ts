@@ -221,13 +221,22 @@ test("resume names an unset quantize none", async () => {
 
 test("resume may raise the step count", async () => {
   const dir = tempDir();
-  await trainLoop(makeRun(dir, { saveEvery: 5, settings: { lr: 0.05, steps: 20 } }).options);
+  const settings = { lr: 0.05, steps: 20, warmup: 1 };
+  await trainLoop(makeRun(dir, { saveEvery: 5, settings }).options);
+  const finished: string[] = [];
+  await trainLoop(makeRun(dir, { resume: true, settings, log: (l) => finished.push(l) }).options);
+  assert.ok(
+    finished.some((line) => /already reached its last step \(20\); raise --steps/.test(line)),
+    finished.join("\n"),
+  );
+
   const lines: string[] = [];
   const schedule = { kind: "cosine" as const, lr: 0.05, warmupSteps: 3, totalSteps: 30 };
+  // The default warmup is a share of the steps, so it changes with them.
   const longer = makeRun(dir, {
     resume: true,
     schedule,
-    settings: { lr: 0.05, steps: 30 },
+    settings: { lr: 0.05, steps: 30, warmup: 2 },
     log: (line) => lines.push(line),
   });
   const result = await trainLoop(longer.options);
@@ -248,6 +257,7 @@ test("resume makes up an interrupted validation", async () => {
   let validations = 0;
   const first = makeRun(dir, {
     evalEvery: 5,
+    saveEvery: 5,
     metricsLog,
     signal: controller.signal,
     validate: () => {
@@ -261,6 +271,11 @@ test("resume makes up an interrupted validation", async () => {
   assert.equal(stopped.reason, "aborted");
   assert.equal(stopped.step, 10);
   assert.equal(metricsLog.has("validation", 10), false);
+  // The periodic checkpoint of step 10 serves the abort too: one save, not two.
+  const events = readMetricsLog(join(dir, "metrics.jsonl"))
+    .filter((r) => r.type === "event" && r.step === 10)
+    .map((r) => r.event);
+  assert.deepEqual(events, ["checkpoint-periodic"]);
 
   const resumed = makeRun(dir, {
     resume: true,
