@@ -12,12 +12,7 @@ import { parseQuantizeOption } from "../engine/quant.js";
 import { loadModel, type LoadDType } from "../models/index.js";
 import { resolveMaxLength } from "./context-length.js";
 import { readSplits, resolveTemplate, tokenizeSplit, type DataSplits } from "./train-data.js";
-import {
-  applyRunQuantize,
-  applyRunSplitSettings,
-  readRunConfig,
-  warnQuantizeMismatch,
-} from "./run-config.js";
+import { applyRunQuantize, applyRunSplitSettings, readRunConfig } from "./run-config.js";
 import {
   EVAL_OPTIONS,
   formatHelp,
@@ -117,7 +112,6 @@ export async function runEval(argv: readonly string[]): Promise<number> {
     runConfig === null ? null : applyRunSplitSettings(runConfig, values, given, warn);
   const quantizeLine = applyRunQuantize(runConfig, values, given, warn);
   const quantize = parseQuantizeOption(String(values.quantize));
-  warnQuantizeMismatch(runConfig, quantize, warn);
 
   if (values.threads !== undefined) setThreads(Number(values.threads));
   const templateArg = values.template === undefined ? undefined : String(values.template);

@@ -8,7 +8,7 @@ import type { ModelConfig } from "../io/config.js";
 import type { TextTokenizer } from "../io/tokenizer.js";
 import { contextLength } from "./context-length.js";
 import { QUANTIZE_OPTION } from "./quantize-option.js";
-import { applyRunQuantize, readRunConfig, warnQuantizeMismatch } from "./run-config.js";
+import { applyRunQuantize, readRunConfig } from "./run-config.js";
 import { loadModel, type LoadDType } from "../models/index.js";
 import {
   formatHelp,
@@ -37,7 +37,7 @@ export const GENERATE_OPTIONS: OptionSpec[] = [
     name: "adapter",
     type: "string",
     value: "<dir>",
-    help: "PEFT LoRA adapter folder to apply (adapter_config.json, adapter_model.safetensors). When it holds a `tslora train` run's train_config.json (in the folder, or two levels up for a checkpoints/step-N folder), its --quantize format is the default, and another given format gets a warning.",
+    help: "PEFT LoRA adapter folder to apply (adapter_config.json, adapter_model.safetensors). When it contains a `tslora train` run's train_config.json (in the folder, or two levels up for a checkpoints/step-N folder), its --quantize format is the default, and another given format gets a warning.",
   },
   {
     name: "max-new-tokens",
@@ -188,11 +188,9 @@ export async function runGenerate(argv: readonly string[]): Promise<number> {
   if (adapter !== null) {
     const warn = (message: string) =>
       process.stderr.write(`tslora generate: warning: ${message}\n`);
-    const runConfig = readRunConfig(adapter, warn);
     // Like eval, generate loads the base in the format the adapter was trained against.
-    const quantizeLine = applyRunQuantize(runConfig, values, given, warn);
+    const quantizeLine = applyRunQuantize(readRunConfig(adapter, warn), values, given, warn);
     if (quantizeLine !== null) process.stderr.write(`tslora generate: ${quantizeLine}\n`);
-    warnQuantizeMismatch(runConfig, parseQuantizeOption(String(values.quantize)), warn);
   }
   const quantize = parseQuantizeOption(String(values.quantize));
   const { model, tokenizer } = await loadModel(String(values.model), {

@@ -66,28 +66,10 @@ function runQuantize(config: RunConfig, warn: Warn): QuantizeOption | null {
 }
 
 /**
- * Warns when eval or generate loads the base with another --quantize than the run trained
- * against, because the adapter's outputs then differ from what training measured.
- */
-export function warnQuantizeMismatch(
-  config: RunConfig | null,
-  quantize: QuantizeOption,
-  warn: Warn,
-): void {
-  if (config === null) return;
-  const trained = runQuantize(config, warn);
-  if (trained === null || trained === "none" || trained === quantize) return;
-  warn(
-    `the adapter was trained against an ${trained} base ("quantize": "${trained}" in ` +
-      `${config.path}), but --quantize is ${quantize}, so the outputs differ from the ones ` +
-      `training saw; pass --quantize ${trained} to load the same base`,
-  );
-}
-
-/**
- * Takes the run's --quantize when the command line leaves the option out, so that eval scores
- * the model that training validated. Returns the line that reports it, or null when nothing was
- * taken.
+ * Takes the run's --quantize for eval and generate when the command line leaves the option
+ * out, so that they load the base that training validated. Warns when a given --quantize
+ * differs from the run's quantized format, because the adapter's outputs then differ from what
+ * training measured. Returns the line that reports a taken format, or null.
  */
 export function applyRunQuantize(
   config: RunConfig | null,
@@ -95,11 +77,22 @@ export function applyRunQuantize(
   given: ReadonlySet<string>,
   warn: Warn,
 ): string | null {
-  if (config === null || given.has("quantize")) return null;
+  if (config === null) return null;
   const trained = runQuantize(config, warn);
   if (trained === null || trained === "none") return null;
-  values.quantize = trained;
-  return `--quantize ${trained} from ${config.path}: the base the run trained against`;
+  if (!given.has("quantize")) {
+    values.quantize = trained;
+    return `--quantize ${trained} from ${config.path}: the base the run trained against`;
+  }
+  const quantize = String(values.quantize);
+  if (quantize !== trained) {
+    warn(
+      `the adapter was trained against an ${trained} base ("quantize": "${trained}" in ` +
+        `${config.path}), but --quantize is ${quantize}, so the outputs differ from the ones ` +
+        `training saw; pass --quantize ${trained} to load the same base`,
+    );
+  }
+  return null;
 }
 
 /**

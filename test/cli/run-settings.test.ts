@@ -375,9 +375,9 @@ describe("eval on JSONL data", () => {
   });
 
   test("--split all reads a one-line file whole", () => {
-    const one = join(work, "one.jsonl");
-    writeFileSync(one, JSON.stringify({ text: "Tom saw a cat." }) + "\n");
-    const result = tslora(["eval", "--model", model, "--data", one, "--split", "all"]);
+    const oneLine = join(work, "one.jsonl");
+    writeFileSync(oneLine, JSON.stringify({ text: "Tom saw a cat." }) + "\n");
+    const result = tslora(["eval", "--model", model, "--data", oneLine, "--split", "all"]);
     assert.equal(result.status, 0, result.stderr);
     assert.match(result.stdout, /split all: 1 samples/);
   });
