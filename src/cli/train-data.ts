@@ -5,7 +5,12 @@ import type { LoadedDataset } from "../data/hub-dataset.js";
 import { loadDataset } from "../data/load.js";
 import { splitByGroup } from "../data/split.js";
 import { parseTemplate, SQUAD_TEMPLATE, type PromptTemplate } from "../data/template.js";
-import { tokenizeSamples, type TokenizedExample, type TokenizeReport } from "../data/tokenize.js";
+import {
+  IGNORE_INDEX,
+  tokenizeSamples,
+  type TokenizedExample,
+  type TokenizeReport,
+} from "../data/tokenize.js";
 import type { Sample } from "../data/types.js";
 import type { TextTokenizer } from "../io/tokenizer.js";
 import { UsageError } from "./train-options.js";
@@ -240,4 +245,31 @@ function unknownTokens(examples: readonly TokenizedExample[], tokenizer: TextTok
 /** Returns "1 sample" or "3 samples". */
 function plural(count: number, noun: string): string {
   return `${count} ${noun}${count === 1 ? "" : "s"}`;
+}
+
+// Characters of an example shown before and after the start of its learned tokens.
+const SHOWN_PROMPT_CHARS = 160;
+const SHOWN_LEARNED_CHARS = 80;
+
+/**
+ * Returns a line that shows the start of `example` decoded as the model reads it, special
+ * tokens included, with "|" where the learned tokens start, or null without an example. It lets
+ * the user check the template, the special tokens and the prompt mask before training.
+ */
+export function exampleLine(
+  example: TokenizedExample | undefined,
+  tokenizer: TextTokenizer,
+): string | null {
+  if (example === undefined) return null;
+  const ids = Array.from(example.inputIds);
+  let learned = Array.from(example.labels).findIndex((label) => label !== IGNORE_INDEX);
+  if (learned < 0) learned = ids.length;
+  let prompt = tokenizer.decode(ids.slice(0, learned));
+  let rest = tokenizer.decode(ids.slice(learned));
+  if (prompt.length > SHOWN_PROMPT_CHARS) prompt = "..." + prompt.slice(-SHOWN_PROMPT_CHARS);
+  if (rest.length > SHOWN_LEARNED_CHARS) rest = rest.slice(0, SHOWN_LEARNED_CHARS) + "...";
+  return (
+    `first example (${example.origin}), decoded, "|" where the learned tokens start: ` +
+    JSON.stringify(`${prompt}|${rest}`)
+  );
 }

@@ -21,7 +21,7 @@ import type { ScheduleKind } from "../train/schedule.js";
 import { readMetricsLog, type ValidationMetrics } from "../train/progress.js";
 import { NonFiniteLossError } from "../train/trainer.js";
 import { resolveMaxLength } from "./context-length.js";
-import { readSplits, resolveTemplate, tokenizeSplit } from "./train-data.js";
+import { exampleLine, readSplits, resolveTemplate, tokenizeSplit } from "./train-data.js";
 import {
   formatHelp,
   parseOptions,
@@ -252,6 +252,8 @@ async function trainInto(
     );
   }
   log(train.line);
+  const example = exampleLine(train.examples[0], tokenizer);
+  if (example !== null) log(example);
   log(validation.line);
   log(
     formatConfig({

@@ -5,8 +5,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
 import {
+  exampleLine,
   readDataSource,
   readSplits,
+  resolveTemplate,
   tokenizeSplit,
   unescapeTemplate,
 } from "../../src/cli/train-data.js";
@@ -160,4 +162,32 @@ test("a run's relative --data resolves against its working folder", () => {
   const differences: string[] = [];
   applyRunSplitSettings(config, given, new Set(["data"]), (m) => differences.push(m));
   assert.deepEqual(differences, []);
+});
+
+test("the example line marks the learned tokens", async () => {
+  const tokenizer = await loadTokenizer(fixture("models/stories260K"));
+  const template = resolveTemplate("Q: {q}\\nA: {answer}");
+  const samples: Sample[] = [
+    { kind: "fields", fields: { q: "Sky?", answer: "blue" }, group: "a", origin: "a:1" },
+  ];
+  const masked = tokenizeSplit("train", samples, tokenizer, {
+    maxLength: 64,
+    maskPrompt: true,
+    template,
+  });
+  const line = exampleLine(masked.examples[0], tokenizer);
+  assert.match(
+    line ?? "",
+    /^first example \(a:1\), decoded, "\|" where the learned tokens start: "/,
+  );
+  // The newline of the template is a real one, shown escaped inside the JSON string.
+  assert.match(line ?? "", /Q: Sky\?\\nA.*\|.*blue/);
+
+  const unmasked = tokenizeSplit("train", samples, tokenizer, {
+    maxLength: 64,
+    maskPrompt: false,
+    template,
+  });
+  assert.match(exampleLine(unmasked.examples[0], tokenizer) ?? "", /start: "\|/);
+  assert.equal(exampleLine(undefined, tokenizer), null);
 });
