@@ -252,9 +252,9 @@ const SHOWN_PROMPT_CHARS = 160;
 const SHOWN_LEARNED_CHARS = 80;
 
 /**
- * Returns a line that shows the start of `example` decoded as the model reads it, special
- * tokens included, with "|" where the learned tokens start, or null without an example. It lets
- * the user check the template, the special tokens and the prompt mask before training.
+ * Returns a line that shows `example` decoded as the model reads it, special tokens included,
+ * with "|" where the learned tokens start and long parts cut, or null without an example. It
+ * lets the user check the template, the special tokens and the prompt mask before training.
  */
 export function exampleLine(
   example: TokenizedExample | undefined,
