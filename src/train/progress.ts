@@ -99,17 +99,7 @@ export class MetricsLog {
 
   /** Returns true when the log has a line of `type` at `step`. */
   has(type: "train" | "validation" | "event", step: number): boolean {
-    if (!existsSync(this.path)) return false;
-    return readFileSync(this.path, "utf8")
-      .split("\n")
-      .some((line) => {
-        try {
-          const parsed = JSON.parse(line) as { type?: unknown; step?: unknown };
-          return parsed.type === type && parsed.step === step;
-        } catch {
-          return false;
-        }
-      });
+    return this.records().some(({ record }) => record.type === type && record.step === step);
   }
 
   /**
@@ -118,19 +108,25 @@ export class MetricsLog {
    */
   truncateAfter(step: number): void {
     if (!existsSync(this.path)) return;
-    const kept = readFileSync(this.path, "utf8")
+    const kept = this.records()
+      .filter(({ record }) => typeof record.step !== "number" || record.step <= step)
+      .map(({ line }) => line + "\n");
+    writeFileAtomic(this.path, kept.join(""));
+  }
+
+  /** Returns the log's lines with their parsed records; a line cut short by a crash is left out. */
+  private records(): { line: string; record: { type?: unknown; step?: unknown } }[] {
+    if (!existsSync(this.path)) return [];
+    return readFileSync(this.path, "utf8")
       .split("\n")
       .filter((line) => line.trim() !== "")
-      .filter((line) => {
+      .flatMap((line) => {
         try {
-          const parsed = JSON.parse(line) as { step?: unknown };
-          return typeof parsed.step !== "number" || parsed.step <= step;
+          return [{ line, record: JSON.parse(line) as { type?: unknown; step?: unknown } }];
         } catch {
-          // A line cut short by a crash is dropped.
-          return false;
+          return [];
         }
       });
-    writeFileAtomic(this.path, kept.map((line) => line + "\n").join(""));
   }
 }
 

@@ -391,8 +391,8 @@ function resumeFrom<B>(options: TrainLoopOptions<B>, state: LoopState): void {
   }
   if (savedSteps !== undefined && steps !== undefined && savedSteps !== steps) {
     options.log?.(
-      `the run continues to step ${formatSetting("steps", steps)} (it was set to ` +
-        `${formatSetting("steps", savedSteps)}); the learning-rate schedule spans the new count`,
+      `the run continues to step ${options.schedule.totalSteps} (it was set to ` +
+        `${formatValue(savedSteps)}); the learning-rate schedule spans the new count`,
     );
   }
   options.metricsLog?.write("event", { step: saved.step, event: "resume", path: dir });
