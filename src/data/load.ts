@@ -57,7 +57,7 @@ function splitFileInFolder(dir: string, split: string): string {
 
 /**
  * Reads a SQuAD .json file. A JSON Lines file named .json, as some exporters write it, gets
- * an error that tells the user to rename it.
+ * an error that asks for the .jsonl extension.
  */
 function readSquadOrExplain(path: string): ReturnType<typeof readSquad> {
   try {

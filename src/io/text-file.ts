@@ -1,6 +1,6 @@
 // Reading data files as UTF-8 text. readFileSync(path, "utf8") turns every byte sequence that
 // is not UTF-8 into U+FFFD without an error, so a Latin-1 file would train on replacement
-// characters; this reader rejects such files and reports the line of the first bad byte.
+// characters. This reader rejects such files and reports the line of the first bad byte.
 import { readFileSync } from "node:fs";
 
 const strict = new TextDecoder("utf-8", { fatal: true });

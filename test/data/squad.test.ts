@@ -131,7 +131,7 @@ test("readSquad errors name the JSON path", () => {
   assert.equal(readSquad(writeJson("bom.json", "\uFEFF" + JSON.stringify(good))).length, 1);
 });
 
-/** A one-article SQuAD file whose questions have the given ids and answers. */
+/** Returns a one-article SQuAD file whose questions have the given ids and answers. */
 function squadWith(context: string, qas: { id: string; text: string; start: number }[]) {
   return {
     data: [
