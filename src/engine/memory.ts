@@ -53,6 +53,11 @@ export class Heap {
     return this.peak;
   }
 
+  /** Starts a new peakBytes measurement from the bytes in use now. */
+  resetPeak(): void {
+    this.peak = this.used;
+  }
+
   /** Size of the wasm memory in bytes. */
   get memoryBytes(): number {
     return this.memory.buffer.byteLength;

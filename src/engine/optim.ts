@@ -5,6 +5,7 @@ import { adamwF32 } from "../kernels/bindings/adamw.js";
 import { scaleF32 } from "../kernels/bindings/elementwise.js";
 import { sumSquaresF32 } from "../kernels/bindings/reduce.js";
 import { formatValue } from "./format-value.js";
+import { reserveGrads } from "./tape.js";
 import { Tensor, formatShape } from "./tensor.js";
 
 export interface AdamWOptions {
@@ -97,8 +98,11 @@ export class AdamW {
     this.weightDecay = opts.weightDecay ?? 0.01;
     checkHyperparameters(this.lr, this.betas, this.eps, this.weightDecay);
     this.paramSteps = params.map(() => 0);
-    this.expAvg = params.map(() => null);
-    this.expAvgSq = params.map(() => null);
+    // The moments and the gradient buffers are allocated now, next to the parameters, rather
+    // than in the first step among its activations (see reserveGrads).
+    this.expAvg = params.map((p) => Tensor.zeros(p.shape, "f32", { persistent: true }));
+    this.expAvgSq = params.map((p) => Tensor.zeros(p.shape, "f32", { persistent: true }));
+    reserveGrads(params);
   }
 
   /** The number of step() calls so far. */
@@ -145,7 +149,7 @@ export class AdamW {
     this.params.forEach((p, i) => {
       const m = this.expAvg[i];
       const v = this.expAvgSq[i];
-      if (m === null || v === null) return;
+      if (m === null || v === null || this.paramSteps[i] === 0) return;
       const shape = [...p.shape];
       tensors.push({ name: `${names[i]}.exp_avg`, dtype: "F32", shape, data: bytesOf(m.f32()) });
       tensors.push({ name: `${names[i]}.exp_avg_sq`, dtype: "F32", shape, data: bytesOf(v.f32()) });
@@ -220,7 +224,12 @@ export class AdamW {
     this.params.forEach((p, i) => {
       this.paramSteps[i] = paramSteps[i] as number;
       const pair = moments[i];
-      if (pair === undefined) return;
+      if (pair === undefined) {
+        // A parameter the saved run never updated starts from zero moments.
+        this.expAvg[i]?.f32().fill(0);
+        this.expAvgSq[i]?.f32().fill(0);
+        return;
+      }
       (this.expAvg[i] ??= Tensor.zeros(p.shape, "f32", { persistent: true })).f32().set(pair[0]);
       (this.expAvgSq[i] ??= Tensor.zeros(p.shape, "f32", { persistent: true })).f32().set(pair[1]);
     });

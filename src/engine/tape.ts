@@ -13,8 +13,14 @@ import {
 /**
  * Computes the gradients of one op's inputs from the gradient of its output. `needs[i]` is true
  * when input i needs a gradient. Entries for inputs that do not are ignored and may be null.
+ * `reusable` is true when no other gradient shares gradOut's memory and backward would free it
+ * after this call: the op may then write an input's gradient over it and return gradOut.
  */
-export type BackwardFn = (gradOut: Tensor, needs: readonly boolean[]) => (Tensor | null)[];
+export type BackwardFn = (
+  gradOut: Tensor,
+  needs: readonly boolean[],
+  reusable: boolean,
+) => (Tensor | null)[];
 
 export interface Node {
   op: string;
@@ -95,11 +101,11 @@ export function setFreeUnsaved(on: boolean): boolean {
  * inside it reads. A transformer block keeps its saved activations this way and drops the rest
  * (a frozen layer's input, a copy made before a transpose) as soon as it returns, where the step
  * arena would hold them until endStep(). The kept tensors are handed to the enclosing scratch
- * scope, or to endStep() when none is open. Without recording, or when an op inside did not
- * declare what it saves, nothing is freed.
+ * scope, or to endStep() when none is open. Without recording, only the result is kept. When an
+ * op inside did not declare what it saves, nothing is freed.
  */
 export function freeUnsaved(fn: () => Tensor): Tensor {
-  if (!gradEnabled || !freeingEnabled) return fn();
+  if (!freeingEnabled) return fn();
   const scope = openScratchScope();
   const nodes: Node[] = [];
   collectors.push(nodes);
@@ -202,7 +208,7 @@ export function backward(root: Tensor, gradient?: Tensor): void {
       continue;
     }
     const needs = node.inputs.map((x) => x.needsGrad);
-    const inputGrads = runBackward(node, g, needs);
+    const inputGrads = runBackward(node, g, needs, g !== seed && live.exclusive(g));
     node.inputs.forEach((x, i) => {
       if (!needs[i]) return;
       const gi = inputGrads[i];
@@ -238,11 +244,16 @@ export function backward(root: Tensor, gradient?: Tensor): void {
  * Runs one op's backward in a scratch scope: the gradients it returns for inputs that need one
  * survive, and every other tensor it allocated is freed at once.
  */
-function runBackward(node: Node, g: Tensor, needs: readonly boolean[]): (Tensor | null)[] {
+function runBackward(
+  node: Node,
+  g: Tensor,
+  needs: readonly boolean[],
+  reusable: boolean,
+): (Tensor | null)[] {
   const scope = openScratchScope();
   const keep = new Set<Tensor>();
   try {
-    const inputGrads = node.backward(g, needs);
+    const inputGrads = node.backward(g, needs, reusable);
     inputGrads.forEach((gi, i) => {
       if (needs[i] && gi !== null && gi !== undefined) keep.add(gi.base);
     });
@@ -261,6 +272,12 @@ class LiveGradients {
     if (base.isScratch) this.counts.set(base, (this.counts.get(base) ?? 0) + 1);
   }
 
+  /** True when `t` is a whole scratch gradient with no other reference. */
+  exclusive(t: Tensor): boolean {
+    const base = t.base;
+    return base.isScratch && t.size === base.size && this.counts.get(base) === 1;
+  }
+
   drop(t: Tensor): void {
     const base = t.base;
     const n = this.counts.get(base);
@@ -276,9 +293,24 @@ class LiveGradients {
 
 function addToLeafGrad(leaf: Tensor, g: Tensor): void {
   if (leaf.grad === null) {
-    leaf.grad = Tensor.zeros(leaf.shape, "f32", { persistent: true });
+    leaf.grad = leaf.reservedGrad ?? Tensor.zeros(leaf.shape, "f32", { persistent: true });
+    leaf.reservedGrad = null;
   }
   accumulate(leaf.grad, g);
+}
+
+/**
+ * Allocates the gradient buffers of `params` now, zero-filled, for the first backward that
+ * reaches each tensor to take. `.grad` stays null until then, so an optimizer still skips a
+ * tensor that never got a gradient. Reserved before the first step, the buffers sit next to
+ * the parameters. Allocated during that step's backward, they would land among its
+ * activations and split the free memory that every later step reuses.
+ */
+export function reserveGrads(params: Iterable<Tensor>): void {
+  for (const p of params) {
+    if (p.grad !== null || p.reservedGrad !== null) continue;
+    p.reservedGrad = Tensor.zeros(p.shape, "f32", { persistent: true });
+  }
 }
 
 /** Sets the gradients of `params` to zero. */

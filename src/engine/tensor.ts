@@ -121,6 +121,8 @@ export class Tensor {
   /** A leaf that collects a gradient in `grad` during backward. */
   requiresGrad: boolean;
   grad: Tensor | null = null;
+  /** A zeroed buffer set aside by reserveGrads (tape.ts) for the first gradient. */
+  reservedGrad: Tensor | null = null;
   /** The operation that produced this tensor, while gradients are being recorded. */
   node: Node | null = null;
   name: string | undefined;
@@ -164,6 +166,17 @@ export class Tensor {
     }
     t.requiresGrad = options.requiresGrad ?? false;
     t.name = options.name;
+    return t;
+  }
+
+  /**
+   * Returns a persistent tensor with a shape and dtype but no storage, in the state dispose()
+   * leaves: a parameter that a loader replaces before anything reads it.
+   */
+  static placeholder(shape: Shape, dtype: DType = "f32"): Tensor {
+    checkShape(shape, "Tensor.placeholder");
+    const t = new Tensor([...shape], dtype, 0, true, null);
+    t.disposed = true;
     return t;
   }
 
@@ -341,6 +354,8 @@ export class Tensor {
     this.disposed = true;
     this.grad?.dispose();
     this.grad = null;
+    this.reservedGrad?.dispose();
+    this.reservedGrad = null;
   }
 
   private expectDtype(dtype: DType): void {

@@ -143,6 +143,11 @@ export abstract class CausalLMBase extends Module implements CausalLM {
   abstract lmHeadWeight(): Tensor;
   /** The untied output projection, or null when the token embedding is reused. */
   abstract readonly lmHead: Linear | null;
+  /**
+   * Logits the loss computes at a time (linearCrossEntropy's chunkLogits); undefined keeps its
+   * default. enableGradientCheckpointing lowers it.
+   */
+  lossChunkLogits: number | undefined = undefined;
 
   logits(hidden: Tensor): Tensor {
     if (this.lmHead !== null) return this.lmHead.forward(hidden);
@@ -171,7 +176,10 @@ export abstract class CausalLMBase extends Module implements CausalLM {
     // A hook on lm_head (an adapter) changes the logits, so they must exist whole. Otherwise the
     // fused op computes the loss in chunks and [B * T, V] never exists.
     if (this.lmHead?.hook) return crossEntropy(this.logits(flat), targets, { ignoreIndex });
-    return linearCrossEntropy(flat, this.lmHeadWeight(), targets, { ignoreIndex });
+    return linearCrossEntropy(flat, this.lmHeadWeight(), targets, {
+      ignoreIndex,
+      chunkLogits: this.lossChunkLogits,
+    });
   }
 
   createCache(batch: number, maxLength: number): KVCache {

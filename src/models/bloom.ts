@@ -4,6 +4,7 @@
 //
 // Legend: B batch, T tokens, C hidden_size, H n_head, D head size, V vocab.
 import { add, gelu, reshape, slice, transpose, type Tensor } from "../engine/index.js";
+import { freeUnsaved } from "../engine/tape.js";
 import { Embedding } from "../nn/embedding.js";
 import { Linear } from "../nn/linear.js";
 import { Module, ModuleList } from "../nn/module.js";
@@ -154,10 +155,13 @@ class BloomBlock extends Module {
     const normed = this.inputNorm.forward(x);
     const attended = add(
       this.residualAfterNorm ? normed : x,
-      this.attention.forward(normed, context, layer),
+      freeUnsaved(() => this.attention.forward(normed, context, layer)),
     );
     const normed2 = this.postAttentionNorm.forward(attended);
-    return add(this.residualAfterNorm ? normed2 : attended, this.mlp.forward(normed2));
+    return add(
+      this.residualAfterNorm ? normed2 : attended,
+      freeUnsaved(() => this.mlp.forward(normed2)),
+    );
   }
 }
 

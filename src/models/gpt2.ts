@@ -4,6 +4,7 @@
 //
 // Legend: B batch, T tokens, C n_embd, H n_head, D head size, V vocab.
 import { add, gelu, reshape, slice, transpose, type Tensor } from "../engine/index.js";
+import { freeUnsaved } from "../engine/tape.js";
 import { Embedding } from "../nn/embedding.js";
 import { Linear } from "../nn/linear.js";
 import { Module, ModuleList } from "../nn/module.js";
@@ -146,8 +147,12 @@ class Gpt2Block extends Module {
   }
 
   forward(x: Tensor, context: ForwardContext, layer: number): Tensor {
-    const h = add(x, this.attn.forward(this.ln1.forward(x), context, layer));
-    return add(h, this.mlp.forward(this.ln2.forward(h)));
+    const attended = freeUnsaved(() => this.attn.forward(this.ln1.forward(x), context, layer));
+    const h = add(x, attended);
+    return add(
+      h,
+      freeUnsaved(() => this.mlp.forward(this.ln2.forward(h))),
+    );
   }
 }
 

@@ -4,6 +4,7 @@
 //
 // Legend: B batch, T tokens, C hidden_size, H heads, Hkv KV heads, D head_dim, V vocab.
 import { add, rope, swiglu, type Tensor } from "../engine/index.js";
+import { freeUnsaved } from "../engine/tape.js";
 import { Embedding } from "../nn/embedding.js";
 import { Linear } from "../nn/linear.js";
 import { Module, ModuleList } from "../nn/module.js";
@@ -166,8 +167,14 @@ class LlamaDecoderLayer extends Module {
   }
 
   forward(x: Tensor, context: ForwardContext, layer: number): Tensor {
-    const h = add(x, this.attention.forward(this.inputNorm.forward(x), context, layer));
-    return add(h, this.mlp.forward(this.postAttentionNorm.forward(h)));
+    const attended = freeUnsaved(() =>
+      this.attention.forward(this.inputNorm.forward(x), context, layer),
+    );
+    const h = add(x, attended);
+    return add(
+      h,
+      freeUnsaved(() => this.mlp.forward(this.postAttentionNorm.forward(h))),
+    );
   }
 }
 

@@ -6,6 +6,7 @@ import type { SourceDType } from "../engine/quant.js";
 import type { Checkpoint } from "../io/checkpoint.js";
 import { decodeFloat32Into, isFloatDType, SAFETENSORS_DTYPE_BYTES } from "../io/dtypes.js";
 import { Linear } from "../nn/linear.js";
+import { newParameter, withUninitializedParameters } from "../nn/param.js";
 import type { CausalLM } from "./types.js";
 
 /** Memory of the quantized layers' weights before and after quantization. */
@@ -32,6 +33,20 @@ export function quantizableLinears(model: CausalLM): [string, Linear][] {
     found.push([path, module]);
   }
   return found;
+}
+
+/**
+ * Gives every Linear that stays float (an untied output layer) an uninitialized weight, in a
+ * model built inside withDeferredLinearWeights; the block Linears keep their placeholders for
+ * quantizingLoader.
+ */
+export function allocateFloatLinears(model: CausalLM): void {
+  const quantized = new Set(quantizableLinears(model).map(([, linear]) => linear));
+  for (const [, module] of model.namedModules()) {
+    if (!(module instanceof Linear) || quantized.has(module)) continue;
+    const { dtype } = module.weight;
+    module.weight = withUninitializedParameters(() => newParameter(module.weightShape(), dtype));
+  }
 }
 
 /**

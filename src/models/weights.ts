@@ -14,8 +14,12 @@ import {
 } from "../io/checkpoint.js";
 import { readModelConfig } from "../io/config.js";
 import { decodeFloat32Into, isFloatDType, SAFETENSORS_DTYPE_BYTES } from "../io/dtypes.js";
-import { withUninitializedParameters, type WeightDType } from "../nn/param.js";
-import { quantizingLoader, type QuantizeSummary } from "./quantize.js";
+import {
+  withDeferredLinearWeights,
+  withUninitializedParameters,
+  type WeightDType,
+} from "../nn/param.js";
+import { allocateFloatLinears, quantizingLoader, type QuantizeSummary } from "./quantize.js";
 import { createModel } from "./registry.js";
 import type { CausalLM } from "./types.js";
 
@@ -73,9 +77,12 @@ export function loadModelFromDir(
       loadWeights(model, checkpoint);
       return model.eval();
     }
-    // The block weights are quantized straight from the file and their float copies freed
-    // unwritten, so they never take resident memory.
-    const model = withUninitializedParameters(() => createModel(config, weightDtype));
+    // The block Linear weights are created without storage and quantized straight from the
+    // file, so the quantized weights are allocated one after another in load order.
+    const model = withUninitializedParameters(() =>
+      withDeferredLinearWeights(() => createModel(config, weightDtype)),
+    );
+    allocateFloatLinears(model);
     const summary = options.summary ?? ({} as QuantizeSummary);
     Object.assign(summary, { kind: quantize, layers: 0, bytesBefore: 0, bytesAfter: 0 });
     loadWeights(model, checkpoint, quantizingLoader(model, quantize, summary));

@@ -1,7 +1,7 @@
 // A linear layer y = x W^T + b over the engine's linear op, with a hook where LoRA plugs in.
 import { linear, type QuantizedTensor, type Tensor } from "../engine/index.js";
 import { Module } from "./module.js";
-import { expectParameterShape, newParameter, type WeightDType } from "./param.js";
+import { expectParameterShape, newLinearWeight, newParameter, type WeightDType } from "./param.js";
 
 /**
  * Wraps a Linear's output. LoRA sets one: y = hook.forward(x, base) where base is the frozen
@@ -42,7 +42,7 @@ export class Linear extends Module {
     this.inFeatures = inFeatures;
     this.outFeatures = outFeatures;
     this.layout = options.layout ?? "outIn";
-    this.weight = newParameter(this.weightShape(), options.dtype ?? "f32");
+    this.weight = newLinearWeight(this.weightShape(), options.dtype ?? "f32");
     this.bias = (options.bias ?? true) ? newParameter([outFeatures]) : null;
   }
 

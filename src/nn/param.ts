@@ -23,6 +23,31 @@ export function withUninitializedParameters<T>(build: () => T): T {
   }
 }
 
+// Set while withDeferredLinearWeights runs.
+let deferLinearWeights = false;
+
+/**
+ * Runs `build` with every Linear weight created as a placeholder without storage
+ * (Tensor.placeholder), for a loader that quantizes those weights straight from the file. The
+ * quantized weights are then allocated one after another in load order. Float placeholders
+ * would leave holes between the norms and biases, and a training step's buffers, split across
+ * those holes, would page in far more memory than they use.
+ */
+export function withDeferredLinearWeights<T>(build: () => T): T {
+  const previous = deferLinearWeights;
+  deferLinearWeights = true;
+  try {
+    return build();
+  } finally {
+    deferLinearWeights = previous;
+  }
+}
+
+/** A Linear's weight: newParameter, or a placeholder inside withDeferredLinearWeights. */
+export function newLinearWeight(shape: Shape, dtype: DType): Tensor {
+  return deferLinearWeights ? Tensor.placeholder(shape, dtype) : newParameter(shape, dtype);
+}
+
 /** Allocates a zero-filled persistent parameter. Loading a checkpoint overwrites it in place. */
 export function newParameter(shape: Shape, dtype: DType = "f32"): Tensor {
   if (skipZeroFill) return Tensor.empty(shape, dtype, { persistent: true });

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { backward, gelu, silu, swiglu, Tensor } from "../../src/engine/index.js";
+import { add, backward, gelu, mul, silu, sum, swiglu, Tensor } from "../../src/engine/index.js";
 import { setThreads } from "../../src/kernels/pool.js";
 import {
   geluErfGradRef,
@@ -162,4 +162,58 @@ test("activations are bitwise equal on 1 and 2 threads", () => {
   }
   setThreads(1);
   assert.deepEqual(results[1], results[0]);
+});
+
+// An activation's backward writes its input's gradient over the gradient it receives when the
+// tape says no other op reads that one (here: mul's fresh gradient, or add's for its first
+// input, while add gives its second input a copy).
+test("activation gradients are right when backward reuses the received gradient", () => {
+  const n = 37;
+  const xs = randomArray(n, 11, 3);
+  const ws = randomArray(n, 12, 2);
+  const pairs: [string, Unary, (v: number) => number, Unary, (v: number) => number][] = [
+    ["gelu + silu", (x) => gelu(x, "tanh"), geluTanhGradRef, silu, siluGradRef],
+    ["silu + gelu erf", silu, siluGradRef, (x) => gelu(x, "none"), geluErfGradRef],
+  ];
+  for (const [name, first, dFirst, second, dSecond] of pairs) {
+    for (const shared of [false, true]) {
+      const x = Tensor.from(xs, [n], "f32", { persistent: true, requiresGrad: true });
+      const w = Tensor.from(ws, [n]);
+      // mul(x, 1) gives the activations an input with a node; mul(out, w) gives them a
+      // gradient that the tape owns.
+      const h = mul(x, Tensor.full([n], 1));
+      const out = shared ? add(first(h), second(h)) : first(h);
+      backward(sum(mul(out, w)));
+      const expected = Float64Array.from(xs, (v, i) =>
+        shared ? ws[i] * (dFirst(v) + dSecond(v)) : ws[i] * dFirst(v),
+      );
+      assertClose(x.grad?.f32() ?? new Float32Array(), expected, {
+        atol: 1e-6,
+        rtol: 1e-5,
+        what: `${name}${shared ? ", both through add" : ""}`,
+      });
+      x.dispose();
+    }
+  }
+});
+
+test("swiglu backward writes dgate over a gradient it alone reads", () => {
+  const n = 29;
+  const gates = randomArray(n, 21, 3);
+  const ups = randomArray(n, 22, 2);
+  const ws = randomArray(n, 23, 2);
+  const gate = Tensor.from(gates, [n], "f32", { persistent: true, requiresGrad: true });
+  const up = Tensor.from(ups, [n], "f32", { persistent: true, requiresGrad: true });
+  const one = Tensor.full([n], 1);
+  backward(sum(mul(swiglu(mul(gate, one), mul(up, one)), Tensor.from(ws, [n]))));
+  const dGate = Float64Array.from(gates, (v, i) => ws[i] * ups[i] * siluGradRef(v));
+  const dUp = Float64Array.from(gates, (v, i) => ws[i] * siluRef(v));
+  assertClose(gate.grad?.f32() ?? new Float32Array(), dGate, {
+    atol: 1e-6,
+    rtol: 1e-5,
+    what: "dgate",
+  });
+  assertClose(up.grad?.f32() ?? new Float32Array(), dUp, { atol: 1e-6, rtol: 1e-5, what: "dup" });
+  gate.dispose();
+  up.dispose();
 });

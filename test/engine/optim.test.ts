@@ -1,7 +1,17 @@
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { test } from "node:test";
-import { AdamW, clipGradNorm, gradNorm, Tensor } from "../../src/engine/index.js";
+import {
+  AdamW,
+  backward,
+  clipGradNorm,
+  endStep,
+  gradNorm,
+  mul,
+  sum,
+  Tensor,
+} from "../../src/engine/index.js";
+import { getArena, getHeap } from "../../src/engine/memory.js";
 import { setThreads } from "../../src/kernels/pool.js";
 import { adamwRef } from "../../src/kernels/reference/adamw.js";
 import { readSafetensors } from "../../src/io/safetensors.js";
@@ -125,6 +135,33 @@ test("adamw skips parameters without gradient", () => {
   opt.dispose();
   a.dispose();
   b.dispose();
+});
+
+test("adamw allocates its state and the gradient buffers before the first step", () => {
+  const used = param([1, 2], [2]);
+  const unused = param([3, 4], [2]);
+  const opt = new AdamW([used, unused], { lr: 0.1, weightDecay: 0.5 });
+  const reserved = used.reservedGrad;
+  assert.ok(reserved !== null);
+  assert.equal(used.grad, null);
+  // Bytes held outside the step arena, whose chunks stay allocated between steps.
+  const persistentBytes = () => getHeap().bytesInUse - getArena().reservedBytes;
+  const before = persistentBytes();
+  backward(sum(mul(used, Tensor.from([3, 5], [2]))));
+  // backward took the reserved buffer rather than allocating one.
+  assert.equal(used.grad, reserved);
+  assert.deepEqual(reserved.toArray(), [3, 5]);
+  opt.step();
+  endStep();
+  assert.equal(persistentBytes(), before);
+  // A parameter that never got a gradient is still skipped and has no exported state.
+  assert.equal(unused.grad, null);
+  assert.deepEqual(unused.toArray(), [3, 4]);
+  const names = opt.exportState(["used", "unused"]).tensors.map((t) => t.name);
+  assert.deepEqual(names, ["used.exp_avg", "used.exp_avg_sq"]);
+  opt.dispose();
+  used.dispose();
+  unused.dispose();
 });
 
 test("adamw state export and import resume exactly", () => {

@@ -6,11 +6,13 @@ import {
   backward,
   dropout,
   endStep,
+  freeUnsaved,
   gelu,
   layerNorm,
   linearCrossEntropy,
   mean,
   mul,
+  noGrad,
   reshape,
   Rng,
   rmsNorm,
@@ -115,4 +117,22 @@ test("linearCrossEntropy frees its logits chunks", () => {
   backward(loss);
   assert.ok(h.grad !== null);
   endStep();
+});
+
+test("freeUnsaved without recording keeps only the result", () => {
+  endStep();
+  const heap = getHeap();
+  const before = heap.bytesInUse;
+  const out = noGrad(() =>
+    freeUnsaved(() => {
+      const a = Tensor.full([4096], 1.5);
+      const b = gelu(mul(a, a));
+      return add(b, silu(b));
+    }),
+  );
+  // One block of 4096 f32 values is left: the result. The four intermediates are freed.
+  assert.equal(heap.bytesInUse - before, 4096 * 4);
+  assert.ok(Math.abs(out.f32()[0] - 4.2284) < 1e-3);
+  endStep();
+  assert.equal(heap.bytesInUse, before);
 });

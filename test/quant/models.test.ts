@@ -1,7 +1,9 @@
 // Quantized frozen bases against their f32 originals: logits stay close, the loss barely moves,
 // and only the Linear layers of the transformer blocks are quantized.
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { test } from "node:test";
 import { endStep, noGrad, Tensor, type QuantKind } from "../../src/engine/index.js";
 import { Linear } from "../../src/nn/linear.js";
@@ -13,7 +15,9 @@ import {
   type CausalLM,
   type QuantizeSummary,
 } from "../../src/models/index.js";
+import { getHeap } from "../../src/engine/memory.js";
 import { fixture } from "../helpers/fixtures.js";
+import { writeTinyModel } from "../helpers/tiny-models.js";
 
 function row(ids: readonly number[]): Tensor {
   return Tensor.from(Int32Array.from(ids), [1, ids.length], "i32");
@@ -174,3 +178,40 @@ test("dispose frees quantized weights", () => {
   model.dispose();
   for (const q of quantized) assert.throws(() => q?.toFloat32Array(), /disposed/);
 });
+
+// Loading with quantization never allocates the float block weights: the heap's peak during the
+// load is what the model keeps. Qwen2's untied output layer stays float and must still load;
+// GPT-2 stores its Linear weights [in, out].
+for (const family of ["qwen2", "gpt2"] as const) {
+  test(`quantized ${family} loading allocates only what it keeps`, () => {
+    const dir = mkdtempSync(join(tmpdir(), "tslora-quant-load-"));
+    try {
+      writeTinyModel(dir, family);
+      const heap = getHeap();
+      const before = heap.bytesInUse;
+      heap.resetPeak();
+      const model = loadModelFromDir(dir, "f32", { quantize: "int8" });
+      assert.equal(heap.peakBytes, heap.bytesInUse);
+      const kept = quantizableLinears(model).reduce(
+        (bytes, [, linear]) => bytes + (linear.quantizedWeight?.byteLength ?? 0),
+        0,
+      );
+      assert.ok(heap.bytesInUse - before >= kept);
+      const later = loadModelFromDir(dir, "f32");
+      if (family === "qwen2") {
+        const head = (m: CausalLM) => m.lmHeadWeight().toFloat32Array();
+        assert.equal(model.lmHeadWeight().dtype, "f32");
+        assert.deepEqual(head(model), head(later));
+      }
+      quantizeModel(later, "int8");
+      const ids = [1, 5, 9, 30, 7];
+      assert.deepEqual(logitsOf(model, ids), logitsOf(later, ids));
+      for (const m of [model, later]) {
+        disposeQuantized(m);
+        m.dispose();
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+}

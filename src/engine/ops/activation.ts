@@ -29,8 +29,8 @@ export function gelu(x: Tensor, approximate: GeluApproximate = "tanh"): Tensor {
     out,
     "gelu",
     [x],
-    (g) => {
-      const dx = Tensor.empty(x.shape);
+    (g, _needs, reusable) => {
+      const dx = reusable ? g : Tensor.empty(x.shape);
       geluBackwardF32(approximate, x.offset, g.offset, dx.offset, x.size);
       return [dx];
     },
@@ -47,8 +47,8 @@ export function silu(x: Tensor): Tensor {
     out,
     "silu",
     [x],
-    (g) => {
-      const dx = Tensor.empty(x.shape);
+    (g, _needs, reusable) => {
+      const dx = reusable ? g : Tensor.empty(x.shape);
       siluBackwardF32(x.offset, g.offset, dx.offset, x.size);
       return [dx];
     },
@@ -67,8 +67,10 @@ export function swiglu(gate: Tensor, up: Tensor): Tensor {
     out,
     "swiglu",
     [gate, up],
-    (g, needs) => {
-      const dgate = needs[0] ? Tensor.empty(gate.shape) : null;
+    (g, needs, reusable) => {
+      // The kernel reads each element of g before it writes that element's gradients, so dgate
+      // may take g's memory.
+      const dgate = needs[0] ? (reusable ? g : Tensor.empty(gate.shape)) : null;
       const dup = needs[1] ? Tensor.empty(up.shape) : null;
       const grads = { dgate: dgate?.offset ?? 0, dup: dup?.offset ?? 0 };
       swigluBackwardF32(gate.offset, up.offset, g.offset, grads, gate.size);

@@ -1,9 +1,9 @@
 // Binding to the GEMM kernel in wasm/gemm.ts: C (+)= A·B, batched, any element strides, B stored
-// as f32, bf16 or f16. Callers check shapes and dtypes. This layer owns the per-thread packing
-// scratch and the warm-up that gets V8 to compile the kernel with its optimising tier.
-import { getHeap } from "../../engine/memory.js";
+// as f32, bf16 or f16. Callers check shapes and dtypes. This layer lends the per-thread packing
+// scratch and runs the warm-up that gets V8 to compile the kernel with its optimising tier.
 import { getPool, type KernelPool } from "../pool.js";
 import { getRuntime } from "../runtime.js";
+import { withKernelScratch } from "./scratch.js";
 
 /** Storage dtypes of the B operand. A and C are always f32. */
 export type GemmDType = "f32" | "bf16" | "f16";
@@ -77,7 +77,7 @@ export function gemm(call: GemmCall): void {
   const pool = getPool();
   warmUpGemm(pool);
   const threads = rows * cols * k * batch < GEMM_SERIAL_MADDS ? 1 : pool.threads;
-  const scratch = ensureScratch(k, threads);
+  const scratchBytes = Number(getRuntime().exports.gemmScratchBytes(k));
   // Argument order of the wasm export gemm() (bench/profile.ts reads rows, cols, k and batch).
   const args = [
     a.offset,
@@ -98,10 +98,10 @@ export function gemm(call: GemmCall): void {
     k,
     batch,
     call.accumulate ? 1 : 0,
-    scratch.offset,
-    scratch.stride,
   ];
-  pool.run("gemm", args, threads);
+  withKernelScratch(scratchBytes, threads, (offset, stride) => {
+    pool.run("gemm", [...args, offset, stride], threads);
+  });
 }
 
 function swap(op: GemmOperand): GemmOperand {
@@ -111,30 +111,6 @@ function swap(op: GemmOperand): GemmOperand {
 /** Bytes of one element of a B operand stored as `dtype`. */
 export function gemmDTypeBytes(dtype: GemmDType): number {
   return DTYPE_BYTES[dtype];
-}
-
-interface Scratch {
-  offset: number;
-  stride: number;
-  threads: number;
-}
-
-let scratch: Scratch | null = null;
-
-// Returns a persistent block of `threads` slices, each large enough for inner dimension k.
-function ensureScratch(k: number, threads: number): Scratch {
-  const exports = getRuntime().exports;
-  const needed = Math.max(Number(exports.gemmScratchBytes(k)), Number(exports.gemmWarmupBytes()));
-  const stride = Math.ceil(needed / 64) * 64;
-  if (scratch !== null && scratch.stride >= stride && scratch.threads >= threads) return scratch;
-  const heap = getHeap();
-  if (scratch !== null) heap.release(scratch.offset);
-  const size = {
-    stride: Math.max(stride, scratch?.stride ?? 0),
-    threads: Math.max(threads, scratch?.threads ?? 0),
-  };
-  scratch = { offset: heap.alloc(size.stride * size.threads), ...size };
-  return scratch;
 }
 
 // Threads of the pool that have run the warm-up (workers are started in tid order).
@@ -154,7 +130,12 @@ const WARMUP_MAX_MS = 400;
  */
 export function warmUpGemm(pool: KernelPool = getPool()): void {
   if (warmedThreads >= pool.threads) return;
-  const s = ensureScratch(64, pool.threads);
+  const bytes = Number(getRuntime().exports.gemmWarmupBytes());
+  withKernelScratch(bytes, pool.threads, (offset, stride) => warmUp(pool, offset, stride));
+  warmedThreads = pool.threads;
+}
+
+function warmUp(pool: KernelPool, offset: number, stride: number): void {
   const start = performance.now();
   let best = Infinity;
   let stalled = 0;
@@ -162,7 +143,7 @@ export function warmUpGemm(pool: KernelPool = getPool()): void {
   // few calls in a row are no faster than the best one.
   for (let call = 0; performance.now() - start < WARMUP_MAX_MS; call++) {
     const t0 = performance.now();
-    pool.run("gemmWarmup", [s.offset, s.stride, WARMUP_ROUNDS]);
+    pool.run("gemmWarmup", [offset, stride, WARMUP_ROUNDS]);
     const elapsed = performance.now() - t0;
     if (elapsed < best * 0.95) {
       best = elapsed;
@@ -172,5 +153,4 @@ export function warmUpGemm(pool: KernelPool = getPool()): void {
     }
     if (call + 1 >= WARMUP_MIN_CALLS && stalled >= 3) break;
   }
-  warmedThreads = pool.threads;
 }

@@ -1,8 +1,8 @@
 // Binding to the quantized-weight products in wasm/gemm-quant.ts. Callers check shapes; this layer
-// owns the per-thread scratch and picks the thread count.
-import { getHeap } from "../../engine/memory.js";
+// lends the per-thread scratch and picks the thread count.
 import { getPool } from "../pool.js";
 import { getRuntime } from "../runtime.js";
+import { withKernelScratch } from "./scratch.js";
 
 // Format codes of wasm/gemm-quant.ts.
 const KIND_CODES = { int8: 0, nf4: 1 } as const;
@@ -45,7 +45,7 @@ export function quantGemm(
   }
   const pool = getPool();
   const threads = m * w.n * w.k < SERIAL_MADDS ? 1 : pool.threads;
-  const scratch = ensureScratch(w.paddedK, threads);
+  const scratchBytes = Number(getRuntime().exports.quantScratchBytes(w.paddedK));
   const args = [
     KIND_CODES[w.kind],
     w.codes,
@@ -60,31 +60,8 @@ export function quantGemm(
     backward ? 1 : 0,
     out,
     accumulate ? 1 : 0,
-    scratch.offset,
-    scratch.stride,
   ];
-  pool.run("quantGemm", args, threads);
-}
-
-interface Scratch {
-  offset: number;
-  stride: number;
-  threads: number;
-}
-
-let scratch: Scratch | null = null;
-
-// Returns a persistent block of `threads` slices, each large enough for rows of paddedK weights.
-function ensureScratch(paddedK: number, threads: number): Scratch {
-  const needed = Number(getRuntime().exports.quantScratchBytes(paddedK));
-  const stride = Math.ceil(needed / 64) * 64;
-  if (scratch !== null && scratch.stride >= stride && scratch.threads >= threads) return scratch;
-  const heap = getHeap();
-  if (scratch !== null) heap.release(scratch.offset);
-  const size = {
-    stride: Math.max(stride, scratch?.stride ?? 0),
-    threads: Math.max(threads, scratch?.threads ?? 0),
-  };
-  scratch = { offset: heap.alloc(size.stride * size.threads), ...size };
-  return scratch;
+  withKernelScratch(scratchBytes, threads, (offset, stride) => {
+    pool.run("quantGemm", [...args, offset, stride], threads);
+  });
 }
