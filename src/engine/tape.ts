@@ -14,7 +14,7 @@ import {
  * Computes the gradients of one op's inputs from the gradient of its output. `needs[i]` is true
  * when input i needs a gradient. Entries for inputs that do not are ignored and may be null.
  * `reusable` is true when no other gradient shares gradOut's memory and backward would free it
- * after this call: the op may then write an input's gradient over it and return gradOut.
+ * after this call. The op may then write an input's gradient over it and return gradOut.
  */
 export type BackwardFn = (
   gradOut: Tensor,

@@ -165,7 +165,7 @@ test("activations are bitwise equal on 1 and 2 threads", () => {
 });
 
 // An activation's backward writes its input's gradient over the gradient it receives when the
-// tape says no other op reads that one (here: mul's fresh gradient, or add's for its first
+// tape reports that no other op reads that one (here: mul's fresh gradient, or add's for its first
 // input, while add gives its second input a copy).
 test("activation gradients are right when backward reuses the received gradient", () => {
   const n = 37;
@@ -179,7 +179,7 @@ test("activation gradients are right when backward reuses the received gradient"
     for (const shared of [false, true]) {
       const x = Tensor.from(xs, [n], "f32", { persistent: true, requiresGrad: true });
       const w = Tensor.from(ws, [n]);
-      // mul(x, 1) gives the activations an input with a node; mul(out, w) gives them a
+      // mul(x, 1) gives the activations an input with a node. mul(out, w) gives them a
       // gradient that the tape owns.
       const h = mul(x, Tensor.full([n], 1));
       const out = shared ? add(first(h), second(h)) : first(h);
@@ -204,8 +204,8 @@ test("swiglu backward writes dgate over a gradient it alone reads", () => {
   const ws = randomArray(n, 23, 2);
   const gate = Tensor.from(gates, [n], "f32", { persistent: true, requiresGrad: true });
   const up = Tensor.from(ups, [n], "f32", { persistent: true, requiresGrad: true });
-  const one = Tensor.full([n], 1);
-  backward(sum(mul(swiglu(mul(gate, one), mul(up, one)), Tensor.from(ws, [n]))));
+  const ones = Tensor.full([n], 1);
+  backward(sum(mul(swiglu(mul(gate, ones), mul(up, ones)), Tensor.from(ws, [n]))));
   const dGate = Float64Array.from(gates, (v, i) => ws[i] * ups[i] * siluGradRef(v));
   const dUp = Float64Array.from(gates, (v, i) => ws[i] * siluRef(v));
   assertClose(gate.grad?.f32() ?? new Float32Array(), dGate, {

@@ -180,7 +180,7 @@ test("dispose frees quantized weights", () => {
 });
 
 // Loading with quantization never allocates the float block weights: the heap's peak during the
-// load is what the model keeps. Qwen2's untied output layer stays float and must still load;
+// load is what the model keeps. Qwen2's untied output layer stays float and must still load.
 // GPT-2 stores its Linear weights [in, out].
 for (const family of ["qwen2", "gpt2"] as const) {
   test(`quantized ${family} loading allocates only what it keeps`, () => {
@@ -192,11 +192,11 @@ for (const family of ["qwen2", "gpt2"] as const) {
       heap.resetPeak();
       const model = loadModelFromDir(dir, "f32", { quantize: "int8" });
       assert.equal(heap.peakBytes, heap.bytesInUse);
-      const kept = quantizableLinears(model).reduce(
+      const quantizedBytes = quantizableLinears(model).reduce(
         (bytes, [, linear]) => bytes + (linear.quantizedWeight?.byteLength ?? 0),
         0,
       );
-      assert.ok(heap.bytesInUse - before >= kept);
+      assert.ok(heap.bytesInUse - before >= quantizedBytes);
       const later = loadModelFromDir(dir, "f32");
       if (family === "qwen2") {
         const head = (m: CausalLM) => m.lmHeadWeight().toFloat32Array();

@@ -70,7 +70,8 @@ export function swiglu(gate: Tensor, up: Tensor): Tensor {
     (g, needs, reusable) => {
       // The kernel reads each element of g before it writes that element's gradients, so dgate
       // may take g's memory.
-      const dgate = needs[0] ? (reusable ? g : Tensor.empty(gate.shape)) : null;
+      let dgate: Tensor | null = null;
+      if (needs[0]) dgate = reusable ? g : Tensor.empty(gate.shape);
       const dup = needs[1] ? Tensor.empty(up.shape) : null;
       const grads = { dgate: dgate?.offset ?? 0, dup: dup?.offset ?? 0 };
       swigluBackwardF32(gate.offset, up.offset, g.offset, grads, gate.size);
