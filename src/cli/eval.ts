@@ -127,6 +127,17 @@ export async function runEval(argv: readonly string[]): Promise<number> {
     whole: split === "all",
   });
   const { samples, files } = selectSplit(splits, split);
+  if (samples.length === 0) {
+    if (split === "validation" && values["val-data"] === undefined) {
+      throw new UsageError(
+        `the validation split is empty because --val-fraction 0 holds nothing out of ` +
+          `--data; use --split train or --split all, or give --val-data`,
+      );
+    }
+    throw new UsageError(
+      `the ${split} split (${files.join(" and ")}) has no samples; choose another --split`,
+    );
+  }
   // Exact match and F1 score the SQuAD questions of the split, whichever file they come from.
   const questions = samples.filter(
     (s): s is FieldsSample =>

@@ -145,7 +145,7 @@ export const SPLIT_SETTINGS: readonly SplitSetting[] = [
   {
     option: "val-fraction",
     key: "valFraction",
-    isValid: (v) => typeof v === "number" && v > 0 && v < 1,
+    isValid: (v) => typeof v === "number" && v >= 0 && v < 1,
   },
   { option: "val-data", key: "valData", isValid: isNullableString },
   { option: "template", key: "template", isValid: isNullableString },

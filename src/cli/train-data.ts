@@ -176,6 +176,15 @@ export async function readSplits(options: {
       validationSource: source.validationDescription ?? source.description,
     };
   }
+  if (options.valFraction === 0) {
+    return {
+      source,
+      train: source.samples,
+      validation: [],
+      validationDescription: "none (--val-fraction 0)",
+      validationSource: source.description,
+    };
+  }
   const { train, validation } = splitByGroup(source.samples, {
     validationFraction: options.valFraction,
     seed: options.seed,

@@ -77,9 +77,9 @@ const DATA_OPTIONS: OptionSpec[] = [
     type: "number",
     value: "<fraction>",
     default: 0.1,
-    above: 0,
+    min: 0,
     below: 1,
-    help: "Share of --data held out for validation when --val-data is absent. Whole SQuAD articles (or JSONL groups) stay on one side, so at least one article is held out.",
+    help: "Share of --data held out for validation when --val-data is absent. Whole SQuAD articles (or JSONL groups) stay on one side, so at least one article is held out. With 0 nothing is held out, so train uses all of --data and reports no validation loss.",
   },
   {
     name: "template",

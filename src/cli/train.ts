@@ -178,7 +178,11 @@ async function trainInto(
     template,
   };
   const train = tokenizeSplit("training", splits.train, tokenizer, tokenizeOptions);
-  const validation = tokenizeSplit("validation", splits.validation, tokenizer, tokenizeOptions);
+  // --val-fraction 0 leaves the validation split empty.
+  const validation =
+    splits.validation.length > 0
+      ? tokenizeSplit("validation", splits.validation, tokenizer, tokenizeOptions)
+      : null;
 
   const batchSize = Number(values["batch-size"]);
   const gradAccum = Number(values["grad-accum"]);
@@ -254,7 +258,7 @@ async function trainInto(
   log(train.line);
   const example = exampleLine(train.examples[0], tokenizer);
   if (example !== null) log(example);
-  log(validation.line);
+  log(validation?.line ?? "validation set: empty, so no validation loss is computed");
   log(
     formatConfig({
       ...settings,
@@ -303,7 +307,7 @@ async function trainInto(
     const result = await fineTune({
       model,
       train: train.examples,
-      validation: validation.examples,
+      validation: validation?.examples ?? null,
       padTokenId: tokenizer.padTokenId ?? tokenizer.eosTokenId ?? 0,
       batchSize,
       gradAccum,

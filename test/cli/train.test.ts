@@ -5,6 +5,7 @@ import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
+import { runEval } from "../../src/cli/eval.js";
 import { runTrain } from "../../src/cli/train.js";
 import {
   EVAL_OPTIONS,
@@ -165,6 +166,44 @@ test("train notes --val-data equal to --data", async () => {
     process.stderr.write = write;
   }
   assert.match(lines.join(""), /note: --val-data is the --data file/);
+});
+
+test("val-fraction 0 trains on all the data", async () => {
+  const data = fixture("data/squad/allennlp-squad.json");
+  const out = join(work, "no-validation");
+  const lines: string[] = [];
+  const write = process.stderr.write.bind(process.stderr);
+  process.stderr.write = ((chunk: string | Uint8Array) => {
+    lines.push(String(chunk));
+    return true;
+  }) as typeof process.stderr.write;
+  try {
+    const status = await runTrain(
+      args(data, out, ["--val-fraction", "0", "--steps", "2", "--max-length", "256"]),
+    );
+    assert.equal(status, 0);
+  } finally {
+    process.stderr.write = write;
+  }
+  const log = lines.join("");
+  // Every one of the file's 5 questions is a training example.
+  assert.match(log, /^validation: none \(--val-fraction 0\)$/m);
+  assert.match(log, /^training set: 5 examples, /m);
+  assert.match(log, /^validation set: empty, so no validation loss is computed$/m);
+  assert.doesNotMatch(log, /validation \| loss/);
+  const records = readFileSync(join(out, "metrics.jsonl"), "utf8")
+    .trim()
+    .split("\n")
+    .map((line) => JSON.parse(line) as { type: string });
+  assert.equal(records.filter((r) => r.type === "validation").length, 0);
+  assert.equal(records.filter((r) => r.type === "train").length, 2);
+
+  // eval adopts the run's --val-fraction 0, so its default validation split is empty.
+  const evalArgs = ["--model", fixture("models/stories260K"), "--data", data, "--adapter", out];
+  await assert.rejects(
+    runEval(evalArgs),
+    /the validation split is empty because --val-fraction 0 holds nothing out of --data/,
+  );
 });
 
 test("train options reject bad values", () => {
