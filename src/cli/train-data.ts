@@ -108,9 +108,16 @@ function describeDataset(loaded: LoadedDataset): string {
   const repeated = (loaded.questions ?? []).filter((q) => q.fileId !== undefined).length;
   const renamed =
     repeated > 0 ? `, ${plural(repeated, "repeated question id")} given a #N suffix` : "";
+  const blank = loaded.skippedBlank ?? 0;
+  const blanks = blank > 0 ? `, ${plural(blank, "blank text")} skipped` : "";
+  const ignoredFields = loaded.ignoredFields ?? [];
+  const ignored =
+    ignoredFields.length > 0
+      ? `, ${ignoredFields.map((name) => `"${name}"`).join(" and ")} ignored`
+      : "";
   return (
     `${loaded.files.join(", ")} (${loaded.format}, ${loaded.samples.length} samples` +
-    `${skipped}${corrected}${renamed})`
+    `${skipped}${corrected}${renamed}${blanks}${ignored})`
   );
 }
 

@@ -4,6 +4,7 @@
 // "refs/convert/parquet" ("plain_text/train/0000.parquet"); the reader tries the requested
 // revision first and that one second.
 import { downloadFile, listRepoFiles, parseRepoId, type HubOptions } from "../io/hub.js";
+import { ignoredFormatFields } from "./formats.js";
 import {
   detectRowFormat,
   readParquetRows,
@@ -48,6 +49,13 @@ export interface LoadedDataset {
   skippedImpossible: number;
   /** The files read, local paths. */
   files: string[];
+  /** Text samples left out because their text is empty or only whitespace. */
+  skippedBlank?: number;
+  /**
+   * Fields of another format that the samples also have, which reading in `format` ignores
+   * (for example "prompt" beside "messages").
+   */
+  ignoredFields?: string[];
 }
 
 function escapeRegExp(text: string): string {
@@ -142,11 +150,14 @@ export function datasetFromRows(
   if (rows.length === 0) throw new Error(`${source}: the dataset is empty (no rows)`);
   const format = detectRowFormat(Object.keys(rows[0]), source);
   if (format !== "squad") {
+    const { samples, skippedBlank } = samplesFromRows(rows, format, source);
     return {
-      samples: samplesFromRows(rows, format, source),
+      samples,
       format,
       questions: null,
       skippedImpossible: 0,
+      skippedBlank,
+      ignoredFields: ignoredFormatFields(format, Object.keys(rows[0])),
     };
   }
   const questions = squadQuestionsFromRows(rows, source);

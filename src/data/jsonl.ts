@@ -3,11 +3,23 @@
 //   {"prompt": ..., "completion": ...} completion learned
 //   {"messages": [{"role", "content"}, ...]}  assistant turns learned
 // With a custom template every line is a record of string fields for the template's slots.
-// Blank lines are skipped. Line numbers in errors are 1-based.
+// Blank lines, and text lines whose text is blank, are skipped. A line with the fields of more
+// than one format is read in the first of messages, prompt/completion and text. Line numbers in
+// errors are 1-based.
 import { readUtf8File } from "../io/text-file.js";
+import { blankTexts, ignoredFormatFields } from "./formats.js";
 import { describeType, type ChatMessage, type Sample } from "./types.js";
 
 export type JsonlFormat = "text" | "prompt-completion" | "messages" | "fields";
+
+export interface JsonlData {
+  samples: Sample[];
+  format: JsonlFormat;
+  /** "text" lines left out because their text is empty or only whitespace. */
+  skippedBlank: number;
+  /** Fields of another format that lines also have and that reading in `format` ignores. */
+  ignoredFields: string[];
+}
 
 export interface JsonlOptions {
   /**
@@ -91,12 +103,10 @@ function groupOf(
 }
 
 /** Parses JSONL text into samples; `file` names the source in error messages. */
-export function parseJsonl(
-  text: string,
-  file: string,
-  options: JsonlOptions = {},
-): { samples: Sample[]; format: JsonlFormat } {
+export function parseJsonl(text: string, file: string, options: JsonlOptions = {}): JsonlData {
   const samples: Sample[] = [];
+  let skippedBlank = 0;
+  const ignored = new Set<string>();
   let format: JsonlFormat | null = options.fields ? "fields" : null;
   let formatLine = 0;
   const lines = text.replace(/^\uFEFF/, "").split("\n");
@@ -140,8 +150,13 @@ export function parseJsonl(
 
     const group = groupOf(`readJsonl: ${where}`, record, options, lineNumber);
     const at = `readJsonl: ${where}`;
+    if (lineFormat !== "fields") {
+      for (const name of ignoredFormatFields(lineFormat, Object.keys(record))) ignored.add(name);
+    }
     if (lineFormat === "text") {
-      samples.push({ kind: "text", text: requireString(at, record, "text"), group, origin: where });
+      const lineText = requireString(at, record, "text");
+      if (lineText.trim() === "") skippedBlank++;
+      else samples.push({ kind: "text", text: lineText, group, origin: where });
     } else if (lineFormat === "prompt-completion") {
       const fields = {
         prompt: requireString(at, record, "prompt"),
@@ -156,15 +171,13 @@ export function parseJsonl(
   }
 
   if (format === null || samples.length === 0) {
-    throw new Error(`readJsonl: ${file}: the dataset is empty (no JSON lines)`);
+    const blank = skippedBlank > 0 ? blankTexts(skippedBlank) : "no JSON lines";
+    throw new Error(`readJsonl: ${file}: the dataset is empty (${blank})`);
   }
-  return { samples, format };
+  return { samples, format, skippedBlank, ignoredFields: [...ignored] };
 }
 
 /** Reads a JSONL file into samples. */
-export function readJsonl(
-  path: string,
-  options: JsonlOptions = {},
-): { samples: Sample[]; format: JsonlFormat } {
+export function readJsonl(path: string, options: JsonlOptions = {}): JsonlData {
   return parseJsonl(readUtf8File(path, "readJsonl"), path, options);
 }

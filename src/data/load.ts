@@ -98,13 +98,15 @@ async function loadFile(path: string, options: LoadDatasetOptions): Promise<Load
     return { samples, format: "squad", questions, skippedImpossible, files: [path] };
   }
   if (extension === ".jsonl") {
-    const { samples, format } = readJsonl(path, options);
+    const { samples, format, skippedBlank, ignoredFields } = readJsonl(path, options);
     return {
       samples,
       format: `jsonl-${format}`,
       questions: null,
       skippedImpossible: 0,
       files: [path],
+      skippedBlank,
+      ignoredFields,
     };
   }
   if (extension === ".parquet") {

@@ -7,6 +7,7 @@
 import { asyncBufferFromFile, parquetReadObjects } from "hyparquet";
 import type { SquadAnswer, SquadQuestion } from "./squad.js";
 import { describeType, type ChatMessage, type Sample } from "./types.js";
+import { blankTexts } from "./formats.js";
 
 export type Row = Record<string, unknown>;
 export type RowFormat = "squad" | "messages" | "prompt-completion" | "text";
@@ -145,27 +146,50 @@ function readMessagesCell(value: unknown, where: string): ChatMessage[] {
   });
 }
 
-/** Maps text, prompt/completion or messages rows to samples; each row is its own group. */
-export function samplesFromRows(rows: readonly Row[], format: RowFormat, file: string): Sample[] {
-  return rows.map((row, i): Sample => {
+/**
+ * Maps text, prompt/completion or messages rows to samples; each row is its own group. Rows
+ * whose text is empty or only whitespace are left out and counted.
+ */
+export function samplesFromRows(
+  rows: readonly Row[],
+  format: RowFormat,
+  file: string,
+): { samples: Sample[]; skippedBlank: number } {
+  let skippedBlank = 0;
+  const samples: Sample[] = [];
+  rows.forEach((row, i) => {
     const where = `${file}: row ${i}`;
-    const base = { group: where, origin: where };
-    switch (format) {
-      case "text":
-        return { kind: "text", text: stringCell(row, "text", where), ...base };
-      case "prompt-completion":
-        return {
-          kind: "fields",
-          fields: {
-            prompt: stringCell(row, "prompt", where),
-            completion: stringCell(row, "completion", where),
-          },
-          ...base,
-        };
-      case "messages":
-        return { kind: "chat", messages: readMessagesCell(row.messages, where), ...base };
-      case "squad":
-        throw new Error("samplesFromRows: SQuAD rows go through squadQuestionsFromRows");
-    }
+    const sample = rowSample(row, format, where, { group: where, origin: where });
+    if (sample.kind === "text" && sample.text.trim() === "") skippedBlank++;
+    else samples.push(sample);
   });
+  if (samples.length === 0) {
+    throw new Error(`${file}: the dataset is empty (${blankTexts(rows.length)})`);
+  }
+  return { samples, skippedBlank };
+}
+
+function rowSample(
+  row: Row,
+  format: RowFormat,
+  where: string,
+  base: { group: string; origin: string },
+): Sample {
+  switch (format) {
+    case "text":
+      return { kind: "text", text: stringCell(row, "text", where), ...base };
+    case "prompt-completion":
+      return {
+        kind: "fields",
+        fields: {
+          prompt: stringCell(row, "prompt", where),
+          completion: stringCell(row, "completion", where),
+        },
+        ...base,
+      };
+    case "messages":
+      return { kind: "chat", messages: readMessagesCell(row.messages, where), ...base };
+    case "squad":
+      throw new Error("samplesFromRows: SQuAD rows go through squadQuestionsFromRows");
+  }
 }

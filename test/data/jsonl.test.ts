@@ -143,3 +143,39 @@ test("readJsonl rejects UTF-16 text", () => {
   writeFileSync(path, Buffer.from('\ufeff{"text": "a"}\n', "utf16le"));
   assert.throws(() => readJsonl(path), /utf16\.jsonl is UTF-16 text.*convert it to UTF-8/);
 });
+
+test("readJsonl skips and counts blank texts", () => {
+  const path = writeLines("blank.jsonl", [
+    '{"text": "first"}',
+    '{"text": ""}',
+    '{"text": " \\n "}',
+    '{"text": "second"}',
+  ]);
+  const data = readJsonl(path);
+  assert.deepEqual(
+    data.samples.map((s) => (s.kind === "text" ? s.text : null)),
+    ["first", "second"],
+  );
+  assert.equal(data.skippedBlank, 2);
+  assert.match(data.samples[1].origin, /blank\.jsonl:4$/);
+  const allBlank = writeLines("all-blank.jsonl", ['{"text": ""}']);
+  assert.throws(
+    () => readJsonl(allBlank),
+    /all-blank\.jsonl: the dataset is empty \(its one text is blank\)/,
+  );
+});
+
+test("readJsonl reports fields of another format", () => {
+  const path = writeLines("mixed.jsonl", [
+    '{"prompt": "2+2=", "completion": " 4", "text": "2+2= 4"}',
+    '{"prompt": "3+3=", "completion": " 6"}',
+  ]);
+  const data = readJsonl(path);
+  assert.equal(data.format, "prompt-completion");
+  assert.deepEqual(data.ignoredFields, ["text"]);
+  const chat = writeLines("chat-with-prompt.jsonl", [
+    '{"prompt": "hi", "messages": [{"role": "user", "content": "hi"}]}',
+  ]);
+  assert.deepEqual(readJsonl(chat).ignoredFields, ["prompt"]);
+  assert.deepEqual(readJsonl(fixture("data/wikisql/valid.jsonl")).ignoredFields, []);
+});

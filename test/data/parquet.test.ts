@@ -170,6 +170,29 @@ test("text, prompt/completion and messages Parquet", async () => {
   assert.deepEqual(chat.samples[0].kind === "chat" && chat.samples[0].messages, conversation);
 });
 
+test("Parquet skips blank texts and notes other columns", async () => {
+  const path = writeFile(
+    "blank-text.parquet",
+    new Uint8Array(
+      parquetWriteBuffer({
+        columnData: [
+          { name: "text", data: ["one", "", "  ", "two"], type: "STRING" },
+          { name: "prompt", data: ["a", "b", "c", "d"], type: "STRING" },
+        ],
+      }),
+    ),
+  );
+  const data = await loadDataset(path);
+  assert.equal(data.format, "text");
+  assert.deepEqual(
+    data.samples.map((s) => (s.kind === "text" ? s.text : null)),
+    ["one", "two"],
+  );
+  assert.equal(data.skippedBlank, 2);
+  assert.equal(data.samples[1].origin, `${path}: row 3`);
+  assert.deepEqual(data.ignoredFields, ["prompt"]);
+});
+
 test("Parquet errors name the file and row", async () => {
   const unknown = writeFile(
     "unknown.parquet",
