@@ -28,6 +28,22 @@ function args(data: string, out: string, extra: string[] = []): string[] {
   return ["--model", fixture("models/stories260K"), "--data", data, "--out", out, ...extra];
 }
 
+/** Runs `tslora train` in this process and returns its exit status and what it wrote to stderr. */
+async function runTrainCapturing(argv: string[]): Promise<{ status: number; stderr: string }> {
+  const lines: string[] = [];
+  const write = process.stderr.write.bind(process.stderr);
+  process.stderr.write = ((chunk: string | Uint8Array) => {
+    lines.push(String(chunk));
+    return true;
+  }) as typeof process.stderr.write;
+  try {
+    const status = await runTrain(argv);
+    return { status, stderr: lines.join("") };
+  } finally {
+    process.stderr.write = write;
+  }
+}
+
 const cases: { name: string; data: () => string; extra?: string[]; error: RegExp }[] = [
   {
     name: "malformed JSON line",
@@ -142,50 +158,29 @@ test("resume keeps the run folder and its history", async () => {
 test("train notes --val-data equal to --data", async () => {
   const data = join(fixture("data/wikisql"), "train.jsonl");
   const out = join(work, "same-val");
-  const lines: string[] = [];
-  const write = process.stderr.write.bind(process.stderr);
-  process.stderr.write = ((chunk: string | Uint8Array) => {
-    lines.push(String(chunk));
-    return true;
-  }) as typeof process.stderr.write;
-  try {
-    const status = await runTrain(
-      args(data, out, [
-        "--val-data",
-        data,
-        "--steps",
-        "1",
-        "--max-length",
-        "96",
-        "--eval-every",
-        "0",
-      ]),
-    );
-    assert.equal(status, 0);
-  } finally {
-    process.stderr.write = write;
-  }
-  assert.match(lines.join(""), /note: --val-data is the --data file/);
+  const { status, stderr } = await runTrainCapturing(
+    args(data, out, [
+      "--val-data",
+      data,
+      "--steps",
+      "1",
+      "--max-length",
+      "96",
+      "--eval-every",
+      "0",
+    ]),
+  );
+  assert.equal(status, 0);
+  assert.match(stderr, /note: --val-data is the --data file/);
 });
 
 test("val-fraction 0 trains on all the data", async () => {
   const data = fixture("data/squad/allennlp-squad.json");
   const out = join(work, "no-validation");
-  const lines: string[] = [];
-  const write = process.stderr.write.bind(process.stderr);
-  process.stderr.write = ((chunk: string | Uint8Array) => {
-    lines.push(String(chunk));
-    return true;
-  }) as typeof process.stderr.write;
-  try {
-    const status = await runTrain(
-      args(data, out, ["--val-fraction", "0", "--steps", "2", "--max-length", "256"]),
-    );
-    assert.equal(status, 0);
-  } finally {
-    process.stderr.write = write;
-  }
-  const log = lines.join("");
+  const { status, stderr: log } = await runTrainCapturing(
+    args(data, out, ["--val-fraction", "0", "--steps", "2", "--max-length", "256"]),
+  );
+  assert.equal(status, 0);
   // Every one of the file's 5 questions is a training example.
   assert.match(log, /^validation: none \(--val-fraction 0\)$/m);
   assert.match(log, /^training set: 5 examples, /m);
