@@ -12,7 +12,12 @@ import { parseQuantizeOption } from "../engine/quant.js";
 import { loadModel, type LoadDType } from "../models/index.js";
 import { resolveMaxLength } from "./context-length.js";
 import { readSplits, resolveTemplate, tokenizeSplit, type DataSplits } from "./train-data.js";
-import { applyRunQuantize, applyRunSplitSettings, readRunConfig } from "./run-config.js";
+import {
+  applyRunDtype,
+  applyRunQuantize,
+  applyRunSplitSettings,
+  readRunConfig,
+} from "./run-config.js";
 import {
   EVAL_OPTIONS,
   formatHelp,
@@ -111,6 +116,7 @@ export async function runEval(argv: readonly string[]): Promise<number> {
   const runSettings =
     runConfig === null ? null : applyRunSplitSettings(runConfig, values, given, warn);
   const quantizeLine = applyRunQuantize(runConfig, values, given, warn);
+  const dtypeLine = applyRunDtype(runConfig, values, given, warn);
   const quantize = parseQuantizeOption(String(values.quantize));
 
   if (values.threads !== undefined) setThreads(Number(values.threads));
@@ -163,6 +169,7 @@ export async function runEval(argv: readonly string[]): Promise<number> {
   print(`model: ${dir}${adapter === null ? " (no adapter)" : `, adapter ${adapter}`}`);
   if (runSettings?.line) print(runSettings.line);
   if (quantizeLine !== null) print(quantizeLine);
+  if (dtypeLine !== null) print(dtypeLine);
   print(`data: ${files.join(" and ")}, split ${split}: ${samples.length} samples`);
 
   const maxLength = resolveMaxLength("eval", dir, values);

@@ -8,7 +8,7 @@ import type { ModelConfig } from "../io/config.js";
 import type { TextTokenizer } from "../io/tokenizer.js";
 import { contextLength } from "./context-length.js";
 import { QUANTIZE_OPTION } from "./quantize-option.js";
-import { applyRunQuantize, readRunConfig } from "./run-config.js";
+import { applyRunDtype, applyRunQuantize, readRunConfig } from "./run-config.js";
 import { loadModel, type LoadDType } from "../models/index.js";
 import {
   formatHelp,
@@ -37,7 +37,7 @@ export const GENERATE_OPTIONS: OptionSpec[] = [
     name: "adapter",
     type: "string",
     value: "<dir>",
-    help: "PEFT LoRA adapter folder to apply (adapter_config.json, adapter_model.safetensors). When it contains a `tslora train` run's train_config.json (in the folder, or two levels up for a checkpoints/step-N folder), its --quantize format is the default, and another given format gets a warning.",
+    help: "PEFT LoRA adapter folder to apply (adapter_config.json, adapter_model.safetensors). When it contains a `tslora train` run's train_config.json (in the folder, or two levels up for a checkpoints/step-N folder), its --quantize format and --dtype are the defaults, and other given values get a warning.",
   },
   {
     name: "max-new-tokens",
@@ -189,8 +189,11 @@ export async function runGenerate(argv: readonly string[]): Promise<number> {
     const warn = (message: string) =>
       process.stderr.write(`tslora generate: warning: ${message}\n`);
     // Like eval, generate loads the base in the format the adapter was trained against.
-    const quantizeLine = applyRunQuantize(readRunConfig(adapter, warn), values, given, warn);
+    const runConfig = readRunConfig(adapter, warn);
+    const quantizeLine = applyRunQuantize(runConfig, values, given, warn);
     if (quantizeLine !== null) process.stderr.write(`tslora generate: ${quantizeLine}\n`);
+    const dtypeLine = applyRunDtype(runConfig, values, given, warn);
+    if (dtypeLine !== null) process.stderr.write(`tslora generate: ${dtypeLine}\n`);
   }
   const quantize = parseQuantizeOption(String(values.quantize));
   const { model, tokenizer } = await loadModel(String(values.model), {

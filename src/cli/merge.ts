@@ -5,8 +5,8 @@ import { resolveModelDir } from "../io/hub.js";
 import { mergeCheckpoint } from "../lora/merge-checkpoint.js";
 import { parseQuantizeOption } from "../engine/quant.js";
 import { QUANTIZE_OPTION } from "./quantize-option.js";
-import { readRunConfig, warnMergeQuantizeMismatch } from "./run-config.js";
-import { formatHelp, parseOptions, type OptionSpec } from "./train-options.js";
+import { applyRunQuantize, readRunConfig, warnMergeQuantizeMismatch } from "./run-config.js";
+import { formatHelp, parseCommandLine, type OptionSpec } from "./train-options.js";
 
 const USAGE =
   "tslora merge --model <dir|id> --adapter <dir> --out <dir> [--quantize int8|nf4] [--force]";
@@ -48,22 +48,31 @@ const MERGE_OPTIONS: OptionSpec[] = [
       "The quantization the adapter was trained with (train --quantize). The block Linear " +
       "weights are quantized and decoded before merging, so the output is the base the adapter " +
       "saw, stored in the checkpoint's dtype. When --adapter holds a `tslora train` run's " +
-      "train_config.json (in the folder, or two levels up for a checkpoints/step-N folder), a " +
-      "value other than the run's gets a warning.",
+      "train_config.json (in the folder, or two levels up for a checkpoints/step-N folder), the " +
+      "run's format is the default, and another given value gets a warning.",
   },
 ];
 
 /** Runs `tslora merge` with the arguments after the verb; resolves to the exit status. */
 export async function runMerge(argv: readonly string[]): Promise<number> {
-  const values = parseOptions("merge", argv, MERGE_OPTIONS);
-  if (values === null) {
+  const parsed = parseCommandLine("merge", argv, MERGE_OPTIONS);
+  if (parsed === null) {
     console.log(formatHelp(USAGE, SUMMARY, MERGE_OPTIONS));
     return 0;
   }
+  const { values, given } = parsed;
   const adapterDir = resolve(String(values.adapter));
-  const quantize = parseQuantizeOption(String(values.quantize));
   const warn = (message: string) => process.stderr.write(`tslora merge: warning: ${message}\n`);
-  warnMergeQuantizeMismatch(readRunConfig(adapterDir, warn), quantize, warn);
+  const runConfig = readRunConfig(adapterDir, warn);
+  // Like eval and generate, merge decodes the base in the format the adapter was trained
+  // against unless --quantize is given.
+  if (given.has("quantize")) {
+    warnMergeQuantizeMismatch(runConfig, parseQuantizeOption(String(values.quantize)), warn);
+  } else {
+    const quantizeLine = applyRunQuantize(runConfig, values, given, warn);
+    if (quantizeLine !== null) process.stderr.write(`tslora merge: ${quantizeLine}\n`);
+  }
+  const quantize = parseQuantizeOption(String(values.quantize));
   const modelDir = await resolveModelDir(String(values.model));
   const summary = mergeCheckpoint({
     modelDir,

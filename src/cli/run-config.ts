@@ -96,6 +96,43 @@ export function applyRunQuantize(
 }
 
 /**
+ * Takes the run's --dtype for eval and generate when the command line leaves the option out.
+ * A run records the option only when it was given (not "auto"), for example bf16 weights from
+ * an f32 checkpoint, whose rounding the adapter then learned around. Warns when a given --dtype
+ * differs. Returns the line that reports a taken dtype, or null.
+ */
+export function applyRunDtype(
+  config: RunConfig | null,
+  values: OptionValues,
+  given: ReadonlySet<string>,
+  warn: Warn,
+): string | null {
+  if (config === null) return null;
+  const trained = config.settings.dtype;
+  if (trained === undefined) return null;
+  if (trained !== "f32" && trained !== "bf16") {
+    warn(
+      `${config.path}: "dtype" is ${JSON.stringify(trained)}, expected "f32" or "bf16"; ` +
+        `ignoring it`,
+    );
+    return null;
+  }
+  if (!given.has("dtype")) {
+    values.dtype = trained;
+    return `--dtype ${trained} from ${config.path}: the base weights the run trained on`;
+  }
+  const dtype = String(values.dtype);
+  if (dtype !== trained) {
+    warn(
+      `the adapter was trained on ${trained} base weights ("dtype": "${trained}" in ` +
+        `${config.path}), but --dtype is ${dtype}, so the outputs differ slightly from the ones ` +
+        `training saw; pass --dtype ${trained} to load the same weights`,
+    );
+  }
+  return null;
+}
+
+/**
  * Warns when merge decodes the base with another --quantize than the run trained against, in
  * either direction, because the merged weights then differ from the model the adapter learned on.
  */

@@ -188,7 +188,7 @@ export async function readSplits(options: {
       source,
       train: source.samples,
       validation: [],
-      validationDescription: "none (--val-fraction 0)",
+      validationDescription: "none (--val-fraction 0), so no validation loss is computed",
       validationSource: source.description,
     };
   }
@@ -278,7 +278,9 @@ export function exampleLine(
 ): string | null {
   if (example === undefined) return null;
   const ids = Array.from(example.inputIds);
-  let learned = Array.from(example.labels).findIndex((label) => label !== IGNORE_INDEX);
+  // The first token is never predicted (the loss scores position t against label t + 1), so
+  // a text sample's learned tokens start after its BOS.
+  let learned = Array.from(example.labels).findIndex((label, i) => i > 0 && label !== IGNORE_INDEX);
   if (learned < 0) learned = ids.length;
   let prompt = tokenizer.decode(ids.slice(0, learned));
   let rest = tokenizer.decode(ids.slice(learned));

@@ -287,6 +287,7 @@ export const TRAIN_OPTIONS: OptionSpec[] = [
 const RUN_DEFAULT_OPTIONS = new Set([
   ...SPLIT_SETTINGS.map((setting) => setting.option),
   "quantize",
+  "dtype",
 ]);
 
 /** Help texts of data options that mean something else in eval, which scores instead of trains. */
@@ -295,6 +296,10 @@ const EVAL_HELP: Record<string, string> = {
   "mask-prompt":
     "Score the loss on the answer (completion) tokens only; --no-mask-prompt scores the " +
     "prompt tokens too.",
+  "val-fraction":
+    "Share of --data that the training run held out for validation when --val-data is absent. " +
+    "With 0 nothing was held out, and the validation split is empty.",
+  seed: "Seed of the training run's validation split.",
 };
 
 /**
@@ -319,7 +324,7 @@ export const EVAL_OPTIONS: OptionSpec[] = [
     type: "string",
     value: "<dir>",
     defaultText: "none: the base model is evaluated",
-    help: "PEFT adapter folder to evaluate. A `tslora train` --out folder, or one of its checkpoints/step-N folders, also supplies the run's train_config.json: its --seed, --val-fraction, --val-data, --template, --mask-prompt, --max-length and --quantize become the defaults, and options given with other values get a warning.",
+    help: "PEFT adapter folder to evaluate. A `tslora train` --out folder, or one of its checkpoints/step-N folders, also supplies the run's train_config.json: its --seed, --val-fraction, --val-data, --template, --mask-prompt, --max-length, --quantize and --dtype become the defaults, and options given with other values get a warning.",
   },
   {
     name: "split",

@@ -24,6 +24,7 @@ import { resolveMaxLength } from "./context-length.js";
 import { exampleLine, readSplits, resolveTemplate, tokenizeSplit } from "./train-data.js";
 import {
   formatHelp,
+  isDefaultValue,
   parseOptions,
   TRAIN_OPTIONS,
   UsageError,
@@ -236,6 +237,8 @@ async function trainInto(
     // Recorded only when set, so runs started without the option still resume. Merge such an
     // adapter with `tslora merge --quantize <format>`.
     ...(quantizeSummary.layers > 0 ? { quantize: quantizeSummary.kind } : {}),
+    // Likewise only a given --dtype, which eval and generate then load the base in.
+    ...(values.dtype !== "auto" ? { dtype: String(values.dtype) } : {}),
   };
   const log = (line: string) => process.stderr.write(line + "\n");
   log(`tslora train: model ${dir} (${model.modelType}, weights ${model.weightDtype})`);
@@ -248,6 +251,16 @@ async function trainInto(
   }
   log(`data: ${splits.source.description}`);
   log(`validation: ${splits.validationDescription}`);
+  if (!isDefaultValue(values, "val-fraction")) {
+    if (str(values, "val-data") !== undefined) {
+      log("note: --val-fraction has no effect because --val-data is the validation data");
+    } else if (splits.source.validation !== null) {
+      log(
+        "note: --val-fraction has no effect because the data folder's validation file is " +
+          "the validation data",
+      );
+    }
+  }
   const valData = str(values, "val-data");
   if (valData !== undefined && resolve(valData) === resolve(String(values.data))) {
     log(
@@ -258,7 +271,7 @@ async function trainInto(
   log(train.line);
   const example = exampleLine(train.examples[0], tokenizer);
   if (example !== null) log(example);
-  log(validation?.line ?? "validation set: empty, so no validation loss is computed");
+  if (validation !== null) log(validation.line);
   log(
     formatConfig({
       ...settings,

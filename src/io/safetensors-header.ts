@@ -13,7 +13,7 @@ export interface TensorInfo {
 
 // The Rust safetensors crate rejects headers above 100 MB; a larger N means a corrupt file.
 export const MAX_HEADER_BYTES = 100_000_000;
-const FIX_CORRUPT = "Re-download the file or save it again with a safetensors writer";
+export const FIX_CORRUPT = "Re-download the file or save it again with a safetensors writer";
 
 /** Throws an error that names the file, what is wrong with it and how to fix it. */
 export function fail(path: string, message: string, fix = FIX_CORRUPT): never {

@@ -26,6 +26,7 @@ import {
 } from "node:fs";
 import { basename, join } from "node:path";
 import { writeFileAtomic } from "../io/atomic.js";
+import { FIX_CORRUPT } from "../io/safetensors-header.js";
 
 export const TRAINER_STATE_FILE = "trainer_state.json";
 export const LATEST_FILE = "latest";
@@ -142,9 +143,9 @@ export class CheckpointStore {
     try {
       parts.load(dir);
     } catch (err) {
-      throw new Error(
-        `checkpoint: ${dir} is damaged: ${(err as Error).message}. ${this.recoveryHint(name)}`,
-      );
+      // The reader's advice to download the file again does not apply to a run's own files.
+      const problem = (err as Error).message.replace(`. ${FIX_CORRUPT}`, "");
+      throw new Error(`checkpoint: ${dir} is damaged: ${problem}. ${this.recoveryHint(name)}`);
     }
     return state;
   }
@@ -162,11 +163,15 @@ export class CheckpointStore {
           .reverse()
       : [];
     const pointer = join(this.root, LATEST_FILE);
-    const restart = "or start a new run in another output folder";
-    if (others.length === 0) return `No other complete checkpoint is in ${this.root}; ${restart}.`;
+    if (others.length === 0) {
+      return (
+        `No other complete checkpoint is in ${this.root}, so start a new run in another ` +
+        `output folder.`
+      );
+    }
     return (
       `To resume from an earlier checkpoint, write its name (${others.join(", ")}) into ` +
-      `${pointer}, ${restart}.`
+      `${pointer}, or start a new run in another output folder.`
     );
   }
 

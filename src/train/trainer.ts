@@ -403,9 +403,12 @@ function resumeFrom<B>(options: TrainLoopOptions<B>, state: LoopState): void {
 // so it changes with them.
 const CHANGEABLE_ON_RESUME = new Set(["steps", "warmup"]);
 
-/** Formats a setting for the resume error; a quantize key is absent when no format was set. */
+// The value of a setting that a run records only when its option is given.
+const UNRECORDED_DEFAULTS: Record<string, string> = { quantize: '"none"', dtype: '"auto"' };
+
+/** Formats a setting for the resume error; quantize and dtype are absent at their default. */
 function formatSetting(key: string, value: unknown): string {
-  if (value === undefined) return key === "quantize" ? '"none"' : "not set";
+  if (value === undefined) return UNRECORDED_DEFAULTS[key] ?? "not set";
   return JSON.stringify(value);
 }
 

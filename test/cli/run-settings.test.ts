@@ -247,14 +247,11 @@ describe("quantized run", () => {
     assert.match(none.stderr, /warning: the adapter was trained against an nf4 base/);
   });
 
-  test("merge warns without --quantize nf4", () => {
+  test("merge takes --quantize nf4 from the run", () => {
     const plain = tslora(["merge", "--model", model, "--adapter", dir, "--out", join(work, "m1")]);
     assert.equal(plain.status, 0, plain.stderr);
-    assert.match(
-      plain.stderr,
-      /warning: the adapter was trained against an nf4 base .*merging into the full-precision base gives slightly different weights/,
-    );
-    assert.match(plain.stderr, /pass --quantize nf4/);
+    assert.doesNotMatch(plain.stderr, /warning/);
+    assert.match(plain.stderr, /--quantize nf4 from \S*train_config\.json: the base the run/);
 
     const same = tslora([
       ...["merge", "--model", model, "--adapter", dir, "--out", join(work, "m2")],
@@ -262,6 +259,19 @@ describe("quantized run", () => {
     ]);
     assert.equal(same.status, 0, same.stderr);
     assert.doesNotMatch(same.stderr, /warning/);
+    const weights = (folder: string) => readFileSync(join(work, folder, "model.safetensors"));
+    assert.ok(weights("m1").equals(weights("m2")), "the default and nf4 merges differ");
+
+    const none = tslora([
+      ...["merge", "--model", model, "--adapter", dir, "--out", join(work, "m4")],
+      ...["--quantize", "none"],
+    ]);
+    assert.equal(none.status, 0, none.stderr);
+    assert.match(
+      none.stderr,
+      /warning: the adapter was trained against an nf4 base .*merging into the full-precision base gives slightly different weights/,
+    );
+    assert.match(none.stderr, /pass --quantize nf4/);
   });
 
   test("merge warns about --quantize on a full-precision run", () => {
@@ -380,5 +390,57 @@ describe("eval on JSONL data", () => {
     const result = tslora(["eval", "--model", model, "--data", oneLine, "--split", "all"]);
     assert.equal(result.status, 0, result.stderr);
     assert.match(result.stdout, /split all: 1 samples/);
+  });
+});
+
+describe("a run's --dtype", () => {
+  let out: string;
+  let data: string;
+  const trainArgs = (steps: number) => [
+    ...["train", "--model", fixture("models/stories260K"), "--data", data, "--out", out],
+    ...["--steps", String(steps), "--max-length", "64", "--eval-every", "0"],
+  ];
+  before(() => {
+    data = join(work, "dtype.jsonl");
+    const lines = Array.from({ length: 20 }, (_, i) =>
+      JSON.stringify({ text: `Tom has ${i} cats.` }),
+    );
+    writeFileSync(data, lines.join("\n") + "\n");
+    out = join(work, "dtype-run");
+    const trained = tslora([...trainArgs(1), "--dtype", "bf16"]);
+    assert.equal(trained.status, 0, trained.stderr);
+  });
+
+  test("train records a given --dtype", () => {
+    const settings = JSON.parse(readFileSync(join(out, "train_config.json"), "utf8")) as {
+      dtype?: string;
+    };
+    assert.equal(settings.dtype, "bf16");
+  });
+
+  test("eval takes --dtype from the run", () => {
+    const plain = tslora([
+      "eval",
+      "--model",
+      fixture("models/stories260K"),
+      "--data",
+      data,
+      "--adapter",
+      out,
+    ]);
+    assert.equal(plain.status, 0, plain.stderr);
+    assert.match(plain.stdout, /^--dtype bf16 from \S*train_config\.json: the base weights/m);
+    const other = tslora([
+      ...["eval", "--model", fixture("models/stories260K"), "--data", data, "--adapter", out],
+      ...["--dtype", "f32"],
+    ]);
+    assert.equal(other.status, 0, other.stderr);
+    assert.match(other.stderr, /warning: the adapter was trained on bf16 base weights/);
+  });
+
+  test("resume rejects another --dtype", () => {
+    const resumed = tslora([...trainArgs(2), "--resume"]);
+    assert.notEqual(resumed.status, 0);
+    assert.match(resumed.stderr, /settings changed since it was saved \(dtype: "bf16" -> "auto"\)/);
   });
 });

@@ -188,6 +188,7 @@ test("the example line marks the learned tokens", async () => {
     maskPrompt: false,
     template,
   });
-  assert.match(exampleLine(unmasked.examples[0], tokenizer) ?? "", /start: "\|/);
+  // Unmasked, every token after BOS is learned, because BOS itself is never a target.
+  assert.match(exampleLine(unmasked.examples[0], tokenizer) ?? "", /start: "<s>\|Q: Sky/);
   assert.equal(exampleLine(undefined, tokenizer), null);
 });
