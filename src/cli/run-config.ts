@@ -66,6 +66,28 @@ function runQuantize(config: RunConfig, warn: Warn): QuantizeOption | null {
 }
 
 /**
+ * Takes the run's value of `option` when the command line leaves it out, and returns the line
+ * that reports it. Warns with `mismatch(given value)` when a given value differs.
+ */
+function takeRunValue(
+  option: string,
+  trained: string,
+  config: RunConfig,
+  values: OptionValues,
+  given: ReadonlySet<string>,
+  text: { taken: string; mismatch: (value: string) => string },
+  warn: Warn,
+): string | null {
+  if (!given.has(option)) {
+    values[option] = trained;
+    return `--${option} ${trained} from ${config.path}: ${text.taken}`;
+  }
+  const value = String(values[option]);
+  if (value !== trained) warn(text.mismatch(value));
+  return null;
+}
+
+/**
  * Takes the run's --quantize for eval and generate when the command line leaves the option
  * out, so that they load the base that training validated. Warns when a given --quantize
  * differs from the run's quantized format, because the adapter's outputs then differ from what
@@ -80,19 +102,14 @@ export function applyRunQuantize(
   if (config === null) return null;
   const trained = runQuantize(config, warn);
   if (trained === null || trained === "none") return null;
-  if (!given.has("quantize")) {
-    values.quantize = trained;
-    return `--quantize ${trained} from ${config.path}: the base the run trained against`;
-  }
-  const quantize = String(values.quantize);
-  if (quantize !== trained) {
-    warn(
+  const text = {
+    taken: "the base the run trained against",
+    mismatch: (quantize: string) =>
       `the adapter was trained against an ${trained} base ("quantize": "${trained}" in ` +
-        `${config.path}), but --quantize is ${quantize}, so the outputs differ from the ones ` +
-        `training saw; pass --quantize ${trained} to load the same base`,
-    );
-  }
-  return null;
+      `${config.path}), but --quantize is ${quantize}, so the outputs differ from the ones ` +
+      `training saw; pass --quantize ${trained} to load the same base`,
+  };
+  return takeRunValue("quantize", trained, config, values, given, text, warn);
 }
 
 /**
@@ -117,19 +134,14 @@ export function applyRunDtype(
     );
     return null;
   }
-  if (!given.has("dtype")) {
-    values.dtype = trained;
-    return `--dtype ${trained} from ${config.path}: the base weights the run trained on`;
-  }
-  const dtype = String(values.dtype);
-  if (dtype !== trained) {
-    warn(
+  const text = {
+    taken: "the base weights the run trained on",
+    mismatch: (dtype: string) =>
       `the adapter was trained on ${trained} base weights ("dtype": "${trained}" in ` +
-        `${config.path}), but --dtype is ${dtype}, so the outputs differ slightly from the ones ` +
-        `training saw; pass --dtype ${trained} to load the same weights`,
-    );
-  }
-  return null;
+      `${config.path}), but --dtype is ${dtype}, so the outputs differ slightly from the ones ` +
+      `training saw; pass --dtype ${trained} to load the same weights`,
+  };
+  return takeRunValue("dtype", trained, config, values, given, text, warn);
 }
 
 /**
