@@ -144,7 +144,7 @@ export const TRAIN_OPTIONS: OptionSpec[] = [
     name: "resume",
     type: "boolean",
     default: false,
-    help: "Continue from the latest checkpoint in --out with the same settings.",
+    help: "Continue from the latest checkpoint in --out with the same settings. Options left out, --model and --data too, are taken from the run's train_config.json.",
   },
   {
     name: "batch-size",

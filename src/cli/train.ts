@@ -30,6 +30,7 @@ import {
   UsageError,
   type OptionValues,
 } from "./train-options.js";
+import { withRunSettings } from "./resume-options.js";
 
 const USAGE = "tslora train --model <dir|id> --data <path|id> --out <dir> [options]";
 const SUMMARY = "Fine-tunes a LoRA adapter on a causal language model and saves it in PEFT format.";
@@ -112,10 +113,17 @@ function prepareOutputFolder(out: string): string | null {
 
 /** Runs `tslora train` with the arguments after the verb; resolves to the exit status. */
 export async function runTrain(argv: readonly string[]): Promise<number> {
-  const values = parseOptions("train", argv, TRAIN_OPTIONS);
+  const resumed = withRunSettings(argv);
+  const values = parseOptions("train", resumed.argv, TRAIN_OPTIONS);
   if (values === null) {
     console.log(formatHelp(USAGE, SUMMARY, TRAIN_OPTIONS));
     return 0;
+  }
+  if (resumed.taken.length > 0) {
+    process.stderr.write(
+      `tslora train: --resume takes the options not given from ${resumed.path}: ` +
+        `${resumed.taken.map((option) => `--${option}`).join(", ")}\n`,
+    );
   }
   checkTrainValues(values);
   const out = resolve(String(values.out));

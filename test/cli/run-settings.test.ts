@@ -438,9 +438,14 @@ describe("a run's --dtype", () => {
     assert.match(other.stderr, /warning: the adapter was trained on bf16 base weights/);
   });
 
-  test("resume rejects another --dtype", () => {
+  test("resume keeps the run's --dtype", () => {
+    const other = tslora([...trainArgs(2), "--resume", "--dtype", "f32"]);
+    assert.notEqual(other.status, 0);
+    assert.match(other.stderr, /settings changed since it was saved \(dtype: "bf16" -> "f32"\)/);
+
     const resumed = tslora([...trainArgs(2), "--resume"]);
-    assert.notEqual(resumed.status, 0);
-    assert.match(resumed.stderr, /settings changed since it was saved \(dtype: "bf16" -> "auto"\)/);
+    assert.equal(resumed.status, 0, resumed.stderr);
+    assert.match(resumed.stderr, /--resume takes the options not given from .*--dtype/);
+    assert.match(resumed.stderr, /weights bf16\)/);
   });
 });

@@ -153,6 +153,22 @@ test("resume keeps the run folder and its history", async () => {
     steps: number;
   };
   assert.equal(settings.steps, 6);
+
+  // --out and --resume are enough: every other setting comes from train_config.json.
+  const short = await runTrainCapturing(["--out", out, "--resume", "--steps", "7"]);
+  assert.equal(short.status, 0, short.stderr);
+  assert.match(
+    short.stderr,
+    /--resume takes the options not given from \S*train_config\.json: --model, --data, /,
+  );
+  assert.doesNotMatch(short.stderr, /--warmup/);
+  const lastStep = readFileSync(join(out, "metrics.jsonl"), "utf8")
+    .trim()
+    .split("\n")
+    .map((line) => JSON.parse(line) as { type: string; step: number })
+    .filter((r) => r.type === "train")
+    .pop();
+  assert.equal(lastStep?.step, 7);
 });
 
 test("train notes --val-data equal to --data", async () => {

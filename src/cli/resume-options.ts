@@ -1,0 +1,102 @@
+// `tslora train --out <dir> --resume` takes every run-shaping option that its command line leaves
+// out from the run's train_config.json, so a resume needs no more than those two options. A
+// given option still wins, and the trainer rejects one that changes the run, except --steps and
+// --warmup.
+import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { TRAIN_CONFIG_FILE } from "../train/run-folder.js";
+
+/** The command line with the run's settings added, and where they came from. */
+export interface ResumeArguments {
+  argv: string[];
+  /** The options taken from the run, in command-line order. */
+  taken: string[];
+  /** The train_config.json read, or null when none was. */
+  path: string | null;
+}
+
+/**
+ * Adds `--option value` for each setting of the run in --out that `argv` does not give. Returns
+ * `argv` unchanged without --resume, or when --out has no readable train_config.json (the
+ * trainer then reports what is missing).
+ */
+export function withRunSettings(argv: readonly string[]): ResumeArguments {
+  const unchanged = { argv: [...argv], taken: [], path: null };
+  const given = givenOptions(argv);
+  const out = optionValue(argv, "out");
+  if (!given.has("resume") || out === undefined) return unchanged;
+  const path = join(out, TRAIN_CONFIG_FILE);
+  if (!existsSync(path)) return unchanged;
+  let settings: Record<string, unknown>;
+  try {
+    const parsed: unknown = JSON.parse(readFileSync(path, "utf8"));
+    if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) return unchanged;
+    settings = parsed as Record<string, unknown>;
+  } catch {
+    return unchanged;
+  }
+
+  const added: string[] = [];
+  const taken: string[] = [];
+  for (const [option, value] of runOptions(settings, given)) {
+    if (given.has(option) || value === undefined || value === null) continue;
+    if (typeof value === "boolean") added.push(value ? `--${option}` : `--no-${option}`);
+    else added.push(`--${option}`, String(value));
+    taken.push(option);
+  }
+  return { argv: [...argv, ...added], taken, path };
+}
+
+// The command-line option behind each setting that train_config.json records.
+function runOptions(settings: Record<string, unknown>, given: ReadonlySet<string>) {
+  const lora = (settings.lora ?? {}) as Record<string, unknown>;
+  const targets = lora.target_modules;
+  const options: [string, unknown][] = [
+    ["model", settings.model],
+    ["data", settings.data],
+    ["val-data", settings.valData],
+    // With --val-data, --val-fraction has no effect, and giving it would print a note.
+    ["val-fraction", settings.valData == null ? settings.valFraction : undefined],
+    ["template", settings.template],
+    ["mask-prompt", settings.maskPrompt],
+    ["max-length", settings.maxLength],
+    ["batch-size", settings.batchSize],
+    ["grad-accum", settings.gradAccum],
+    ["steps", settings.steps],
+    // The default warmup is a share of the steps, so new --steps bring their own default.
+    ["warmup", given.has("steps") ? undefined : settings.warmup],
+    ["lr", settings.lr],
+    ["schedule", settings.schedule],
+    ["min-lr-ratio", settings.minLrRatio],
+    ["weight-decay", settings.weightDecay],
+    ["max-grad-norm", settings.maxGradNorm],
+    ["r", lora.r],
+    ["alpha", lora.lora_alpha],
+    ["dropout", lora.lora_dropout],
+    ["target-modules", Array.isArray(targets) ? targets.join(",") : targets],
+    ["seed", settings.seed],
+    ["quantize", settings.quantize],
+    ["dtype", settings.dtype],
+  ];
+  return options;
+}
+
+/** Returns the names of the options in `argv`, with "no-" removed from negated booleans. */
+function givenOptions(argv: readonly string[]): Set<string> {
+  const names = new Set<string>();
+  for (const token of argv) {
+    if (!token.startsWith("--")) continue;
+    const name = token.slice(2).split("=")[0];
+    names.add(name.startsWith("no-") ? name.slice(3) : name);
+  }
+  return names;
+}
+
+/** Returns the value of `--name value` or `--name=value` in `argv`. */
+function optionValue(argv: readonly string[], name: string): string | undefined {
+  for (let i = 0; i < argv.length; i++) {
+    if (argv[i] === `--${name}`) return argv[i + 1];
+    if (argv[i].startsWith(`--${name}=`)) return argv[i].slice(name.length + 3);
+  }
+  return undefined;
+}
