@@ -4,6 +4,7 @@
 import { parseArgs } from "node:util";
 import { QUANTIZE_OPTION } from "./quantize-option.js";
 import { SPLIT_SETTINGS } from "./run-config.js";
+import { similarOption } from "./option-suggestions.js";
 
 export type OptionType = "string" | "number" | "integer" | "boolean";
 
@@ -450,7 +451,11 @@ export function parseCommandLine(
       tokens: true,
     });
   } catch (err) {
-    throw new UsageError(`tslora ${verb}: ${(err as Error).message}. Run tslora ${verb} --help.`);
+    const message = (err as Error).message;
+    const unknown = /^Unknown option '--([^']+)'/.exec(message)?.[1];
+    const suggestion = unknown === undefined ? null : similarOption(unknown, specs);
+    const hint = suggestion === null ? "" : ` Did you mean --${suggestion}?`;
+    throw new UsageError(`tslora ${verb}: ${message}.${hint} Run tslora ${verb} --help.`);
   }
   rejectRepeated(verb, parsed.tokens ?? []);
   const raw = parsed.values as Record<string, string | boolean | undefined>;

@@ -249,8 +249,30 @@ test("train options reject bad values", () => {
   );
   assert.throws(
     () => parseOptions("train", ["--lerning-rate", "1"], TRAIN_OPTIONS),
-    /Unknown option '--lerning-rate'/,
+    /Unknown option '--lerning-rate'.*Did you mean --lr\?/,
   );
+});
+
+test("unknown options get a suggestion", () => {
+  const cases: [string, string | null][] = [
+    ["--learning_rate", "lr"],
+    ["--output_dir", "out"],
+    ["--max-seq-length", "max-length"],
+    ["--gradient-checkpointing", "grad-checkpointing"],
+    ["--batch_size", "batch-size"],
+    ["--seeed", "seed"],
+    ["--colour", null],
+  ];
+  for (const [flag, expected] of cases) {
+    assert.throws(
+      () => parseOptions("train", [flag, "1"], TRAIN_OPTIONS),
+      (err: Error) => {
+        const hint = /Did you mean --([\w-]+)\?/.exec(err.message)?.[1] ?? null;
+        assert.equal(hint, expected, `${flag}: ${err.message}`);
+        return true;
+      },
+    );
+  }
 });
 
 test("train help lists every option with its default", () => {
