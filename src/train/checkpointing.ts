@@ -96,14 +96,17 @@ export function checkpoint(
 function runDiscarding(fn: () => Tensor): Tensor {
   const scope = openScratchScope();
   let result: Tensor | null = null;
+  let owned = false;
   try {
     result = fn();
   } finally {
+    owned = result !== null && scope.tensors.includes(result.base);
     closeScratchScope(scope, new Set(result === null ? [] : [result.base]));
   }
   const copy = Tensor.empty(result.shape, result.dtype);
   copy.bytes().set(result.bytes());
-  releaseScratch(result.base);
+  // A result that fn did not allocate (an input passed through) is not this function's to free.
+  if (owned) releaseScratch(result.base);
   return copy;
 }
 
