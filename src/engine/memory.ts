@@ -225,6 +225,13 @@ export class Arena {
     return this.chunks.reduce((sum, c) => sum + c.size, 0);
   }
 
+  /** Bytes of the chunks allocated since the last reset. */
+  get usedBytes(): number {
+    let used = this.used;
+    for (let i = 0; i < this.current && i < this.chunks.length; i++) used += this.chunks[i].size;
+    return used;
+  }
+
   /** Returns every chunk to the heap. */
   dispose(): void {
     for (const chunk of this.chunks) this.heap.release(chunk.offset);

@@ -25,8 +25,9 @@ export interface StepMetrics {
   stepSeconds: number;
   /** Estimated seconds to the end of the run from the mean step time so far. */
   etaSeconds: number;
-  /** Bytes of wasm memory in use now and at the peak. */
+  /** Bytes of tensors in the wasm memory after the step. */
   memoryBytes: number;
+  /** The most bytes the wasm heap has held so far, the step arena's whole chunks included. */
   peakMemoryBytes: number;
   epoch: number;
 }

@@ -7,7 +7,7 @@
 // tests on small hand-built models.
 import { backward, endStep, Tensor, zeroGrad } from "../engine/index.js";
 import { formatValue } from "../engine/format-value.js";
-import { getHeap } from "../engine/memory.js";
+import { getArena, getHeap } from "../engine/memory.js";
 import { CheckpointStore, newTrainerState, type CheckpointParts } from "./checkpoint-store.js";
 import {
   formatStepLine,
@@ -213,7 +213,8 @@ export async function trainLoop<B>(options: TrainLoopOptions<B>): Promise<TrainR
       tokensPerSecond: tokens / Math.max(seconds, 1e-9),
       stepSeconds: seconds,
       etaSeconds: meanStepSeconds * (totalSteps - state.step),
-      memoryBytes: heap.bytesInUse,
+      // The arena keeps its chunks between steps; only the part in use counts.
+      memoryBytes: heap.bytesInUse - getArena().reservedBytes + getArena().usedBytes,
       peakMemoryBytes: heap.peakBytes,
       epoch: options.batches.epoch,
     };

@@ -49,6 +49,22 @@ test("arena release frees blocks after the mark", () => {
   arena.release(mark);
 });
 
+test("arena counts the bytes in use", () => {
+  endStep();
+  const arena = getArena();
+  assert.equal(arena.usedBytes, 0);
+  arena.alloc(100);
+  arena.alloc(4096);
+  // Each block is rounded up to 64 bytes.
+  assert.equal(arena.usedBytes, 128 + 4096);
+  // A block larger than the current chunk's room starts a new chunk; the old one counts whole.
+  const reserved = arena.reservedBytes;
+  arena.alloc(reserved);
+  assert.equal(arena.usedBytes, reserved + reserved);
+  endStep();
+  assert.equal(arena.usedBytes, 0);
+});
+
 test("allocation past 4 GiB reports sizes and fixes", () => {
   const inUse = getHeap().bytesInUse;
   assert.throws(
