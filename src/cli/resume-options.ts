@@ -1,7 +1,7 @@
-// `tslora train --out <dir> --resume` takes every run-shaping option that its command line leaves
-// out from the run's train_config.json, so a resume needs no more than those two options. A
-// given option still wins, and the trainer rejects one that changes the run, except --steps and
-// --warmup.
+// `tslora train --out <dir> --resume` takes every option that its command line leaves out from
+// the run's train_config.json, so a resume needs no more than those two options. A given option
+// still wins. The trainer rejects one that changes the run's results, except --steps and
+// --warmup; --eval-every, --save-every, --keep-checkpoints and --grad-checkpointing may change.
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { TRAIN_CONFIG_FILE } from "../train/run-folder.js";
@@ -50,6 +50,7 @@ export function withRunSettings(argv: readonly string[]): ResumeArguments {
 // The command-line option behind each setting that train_config.json records.
 function runOptions(settings: Record<string, unknown>, given: ReadonlySet<string>) {
   const lora = (settings.lora ?? {}) as Record<string, unknown>;
+  const run = (settings.runOptions ?? {}) as Record<string, unknown>;
   const targets = lora.target_modules;
   const options: [string, unknown][] = [
     ["model", settings.model],
@@ -77,6 +78,10 @@ function runOptions(settings: Record<string, unknown>, given: ReadonlySet<string
     ["seed", settings.seed],
     ["quantize", settings.quantize],
     ["dtype", settings.dtype],
+    ["eval-every", run.evalEvery],
+    ["save-every", run.saveEvery],
+    ["keep-checkpoints", run.keepCheckpoints],
+    ["grad-checkpointing", run.gradCheckpointing],
   ];
   return options;
 }

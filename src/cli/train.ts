@@ -303,11 +303,19 @@ async function trainInto(
   // A resumed run keeps the folder's metrics and settings: fineTune compares the settings with
   // the checkpoint's first, and a rejected resume must leave the folder as it was.
   const configPath = join(out, TRAIN_CONFIG_FILE);
-  // The working folder lets eval and generate resolve a relative --data from anywhere.
+  // The working folder lets eval and generate resolve a relative --data from anywhere. The
+  // options that leave the results alone are stored apart from the settings, so a resume takes
+  // them as defaults but may change them.
+  const runOptions = {
+    evalEvery: Number(values["eval-every"]),
+    saveEvery: Number(values["save-every"]),
+    keepCheckpoints: Number(values["keep-checkpoints"]),
+    gradCheckpointing: values["grad-checkpointing"] === true,
+  };
   const writeSettings = () =>
     writeFileAtomic(
       configPath,
-      JSON.stringify({ ...settings, workingDirectory: process.cwd() }, null, 2) + "\n",
+      JSON.stringify({ ...settings, workingDirectory: process.cwd(), runOptions }, null, 2) + "\n",
     );
   if (!resume) writeSettings();
   let settingsStored = !resume;

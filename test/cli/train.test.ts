@@ -162,6 +162,8 @@ test("resume keeps the run folder and its history", async () => {
     /--resume takes the options not given from \S*train_config\.json: --model, --data, /,
   );
   assert.doesNotMatch(short.stderr, /--warmup/);
+  // The options that leave the results alone are taken too: this run validated every 2 steps.
+  assert.match(short.stderr, /--eval-every, --save-every, --keep-checkpoints/);
   const lastStep = readFileSync(join(out, "metrics.jsonl"), "utf8")
     .trim()
     .split("\n")
