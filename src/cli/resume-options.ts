@@ -5,6 +5,7 @@
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { TRAIN_CONFIG_FILE } from "../train/run-folder.js";
+import { parseCommandLine, TRAIN_OPTIONS } from "./train-options.js";
 
 /** The command line with the run's settings added, and where they came from. */
 export interface ResumeArguments {
@@ -22,16 +23,19 @@ export interface ResumeArguments {
  */
 export function withRunSettings(argv: readonly string[]): ResumeArguments {
   const unchanged = { argv: [...argv], taken: [], path: null };
-  const given = givenOptions(argv);
-  const out = optionValue(argv, "out");
-  if (!given.has("resume") || out === undefined) return unchanged;
-  const path = join(out, TRAIN_CONFIG_FILE);
+  // The options the run can supply are not required yet; the real parse checks them after.
+  const optional = TRAIN_OPTIONS.map((spec) => ({ ...spec, required: false }));
+  const parsed = parseCommandLine("train", argv, optional);
+  if (parsed === null) return unchanged;
+  const { values, given } = parsed;
+  if (values.resume !== true || values.out === undefined) return unchanged;
+  const path = join(String(values.out), TRAIN_CONFIG_FILE);
   if (!existsSync(path)) return unchanged;
   let settings: Record<string, unknown>;
   try {
-    const parsed: unknown = JSON.parse(readFileSync(path, "utf8"));
-    if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) return unchanged;
-    settings = parsed as Record<string, unknown>;
+    const stored: unknown = JSON.parse(readFileSync(path, "utf8"));
+    if (typeof stored !== "object" || stored === null || Array.isArray(stored)) return unchanged;
+    settings = stored as Record<string, unknown>;
   } catch {
     return unchanged;
   }
@@ -84,24 +88,4 @@ function runOptions(settings: Record<string, unknown>, given: ReadonlySet<string
     ["grad-checkpointing", run.gradCheckpointing],
   ];
   return options;
-}
-
-/** Returns the names of the options in `argv`, with "no-" removed from negated booleans. */
-function givenOptions(argv: readonly string[]): Set<string> {
-  const names = new Set<string>();
-  for (const token of argv) {
-    if (!token.startsWith("--")) continue;
-    const name = token.slice(2).split("=")[0];
-    names.add(name.startsWith("no-") ? name.slice(3) : name);
-  }
-  return names;
-}
-
-/** Returns the value of `--name value` or `--name=value` in `argv`. */
-function optionValue(argv: readonly string[], name: string): string | undefined {
-  for (let i = 0; i < argv.length; i++) {
-    if (argv[i] === `--${name}`) return argv[i + 1];
-    if (argv[i].startsWith(`--${name}=`)) return argv[i].slice(name.length + 3);
-  }
-  return undefined;
 }
