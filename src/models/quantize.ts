@@ -37,8 +37,8 @@ export function quantizableLinears(model: CausalLM): [string, Linear][] {
 
 /**
  * Gives every Linear that stays float (an untied output layer) an uninitialized weight, in a
- * model built inside withDeferredLinearWeights; the block Linears keep their placeholders for
- * quantizingLoader.
+ * model built inside withDeferredLinearWeights. The block Linears keep their placeholders, which
+ * quantizingLoader replaces.
  */
 export function allocateFloatLinears(model: CausalLM): void {
   const quantized = new Set(quantizableLinears(model).map(([, linear]) => linear));

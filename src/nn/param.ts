@@ -43,7 +43,7 @@ export function withDeferredLinearWeights<T>(build: () => T): T {
   }
 }
 
-/** A Linear's weight: newParameter, or a placeholder inside withDeferredLinearWeights. */
+/** Creates a Linear's weight: a parameter, or a placeholder inside withDeferredLinearWeights. */
 export function newLinearWeight(shape: Shape, dtype: DType): Tensor {
   return deferLinearWeights ? Tensor.placeholder(shape, dtype) : newParameter(shape, dtype);
 }

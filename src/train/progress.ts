@@ -27,7 +27,7 @@ export interface StepMetrics {
   etaSeconds: number;
   /** Bytes of tensors in the wasm memory after the step. */
   memoryBytes: number;
-  /** The most bytes the wasm heap has held so far, the step arena's whole chunks included. */
+  /** Maximum bytes the wasm heap has held so far, the step arena's whole chunks included. */
   peakMemoryBytes: number;
   epoch: number;
 }

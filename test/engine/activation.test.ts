@@ -165,8 +165,8 @@ test("activations are bitwise equal on 1 and 2 threads", () => {
 });
 
 // An activation's backward writes its input's gradient over the gradient it receives when the
-// tape reports that no other op reads that one (here: mul's fresh gradient, or add's for its first
-// input, while add gives its second input a copy).
+// tape reports that no other op reads that one. Here that is mul's fresh gradient, or the one
+// add passes to its first input. add gives its second input a copy.
 test("activation gradients are right when backward reuses the received gradient", () => {
   const n = 37;
   const xs = randomArray(n, 11, 3);
