@@ -10,6 +10,12 @@ export interface BenchFlags {
   steps: number;
   /** Unmeasured steps first, while V8 tiers the kernels up (--warmup=N, default 2). */
   warmupSteps: number;
+  /**
+   * Training: warm up for at least this long as well (--warmup-seconds=S, default 3). A small
+   * model runs its first 30 or so steps slower while V8 optimises the JavaScript around the
+   * kernels, and 2 steps of TinyStories-656K take 40 ms.
+   */
+  warmupSeconds: number;
   /** Weight dtypes to run (--dtype=f32,bf16); null = the job's default. */
   dtypes: WeightDtype[] | null;
   /** Time every kernel and print the breakdown to stderr (--profile). */
@@ -26,6 +32,7 @@ export const BENCH_FLAGS_HELP = [
   "options of the train and decode jobs:",
   "  --steps=N                 measured training steps or generate calls (default 5)",
   "  --warmup=N                unmeasured warm-up steps first (default 2)",
+  "  --warmup-seconds=S        training: warm up for at least S seconds too (default 3)",
   "  --dtype=f32,bf16          weight dtypes to run (default: f32 for training, both for decoding)",
   "  --profile                 time every wasm kernel and print the breakdown to stderr",
   "  --gradient-checkpointing  training: recompute block activations in backward",
@@ -49,6 +56,16 @@ function wholeNumber(argv: readonly string[], name: string, fallback: number, mi
   return value;
 }
 
+function nonNegativeNumber(argv: readonly string[], name: string, fallback: number): number {
+  const text = flagValue(argv, name);
+  if (text === null) return fallback;
+  const value = Number(text);
+  if (text.trim() === "" || !Number.isFinite(value) || value < 0) {
+    throw new Error(`bench: --${name} must be a number >= 0, got "${text}"`);
+  }
+  return value;
+}
+
 /** Reads the job flags from `argv` (default: this process's arguments). */
 export function benchFlags(argv: readonly string[] = process.argv.slice(2)): BenchFlags {
   const dtypeText = flagValue(argv, "dtype");
@@ -65,6 +82,7 @@ export function benchFlags(argv: readonly string[] = process.argv.slice(2)): Ben
   return {
     steps: wholeNumber(argv, "steps", 5, 1),
     warmupSteps: wholeNumber(argv, "warmup", 2, 0),
+    warmupSeconds: nonNegativeNumber(argv, "warmup-seconds", 3),
     dtypes,
     profile: argv.includes("--profile"),
     gradientCheckpointing: argv.includes("--gradient-checkpointing"),

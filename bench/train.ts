@@ -44,6 +44,8 @@ export interface TrainOptions {
   batch: number;
   seqLen: number;
   warmupSteps: number;
+  /** Keep warming up until this many seconds have passed, even after warmupSteps. */
+  warmupSeconds: number;
   steps: number;
   seed: number;
   /** Time every kernel and print the breakdown to stderr. */
@@ -138,8 +140,12 @@ export function measureTraining(input: unknown): TrainMeasurement {
   let firstLoss = NaN;
   const firstStepHeapBytes = { before: getHeap().bytesInUse, afterForward: 0, afterBackward: 0 };
   let lastLoss = NaN;
-  for (let step = 0; step < options.warmupSteps + options.steps; step++) {
-    const measured = step >= options.warmupSteps;
+  const warmupStart = performance.now();
+  let measured = false;
+  for (let step = 0; stepMs.length < options.steps; step++) {
+    measured ||=
+      step >= options.warmupSteps &&
+      performance.now() - warmupStart >= 1000 * options.warmupSeconds;
     profiler?.setRecording(measured);
     const cpu0 = process.cpuUsage();
     const s0 = performance.now();
@@ -226,11 +232,21 @@ export function measureTraining(input: unknown): TrainMeasurement {
 }
 
 function checkTrainOptions(o: TrainOptions): void {
-  const minimums = { r: 1, batch: 1, seqLen: 1, steps: 1, seed: 0, warmupSteps: 0 } as const;
+  const minimums = {
+    r: 1,
+    batch: 1,
+    seqLen: 1,
+    steps: 1,
+    seed: 0,
+    warmupSteps: 0,
+  } as const;
   for (const [key, min] of Object.entries(minimums) as [keyof typeof minimums, number][]) {
     if (!Number.isInteger(o[key]) || o[key] < min) {
       throw new Error(`train task: ${key} must be a whole number >= ${min}, got ${o[key]}`);
     }
+  }
+  if (!(o.warmupSeconds >= 0)) {
+    throw new Error(`train task: warmupSeconds must be a number >= 0, got ${o.warmupSeconds}`);
   }
   if (o.dtype !== "f32" && o.dtype !== "bf16") {
     throw new Error(`train task: dtype must be "f32" or "bf16", got ${JSON.stringify(o.dtype)}`);
@@ -266,6 +282,7 @@ export function trainOptionsOf(
     fanInFanOut: spec.fanInFanOut,
     seqLen: spec.seqLen,
     warmupSteps: flags.warmupSteps,
+    warmupSeconds: flags.warmupSeconds,
     steps: flags.steps,
     seed: 1,
     profile: flags.profile,
@@ -368,7 +385,8 @@ export function trainRows(job: string, m: TrainMeasurement): ComparedResult[] {
     value: m.tokensPerSecond,
     unit: "tokens/s",
     note:
-      `${m.medianStepMs.toFixed(0)} ms/step, median of ${m.stepMs.length}, ` +
+      `${m.medianStepMs.toFixed(0)} ms/step, median of ${m.stepMs.length} after ` +
+      `${m.warmupMs.length} warm-up steps, ` +
       `CPU ${m.medianCpuMs.toFixed(0)} ms/step; ` +
       `forward+loss ${p.forwardAndLoss.toFixed(0)}, backward ${p.backward.toFixed(0)}, ` +
       `AdamW ${p.optimizer.toFixed(1)} ms; ${m.threads} threads, load ` +

@@ -47,7 +47,10 @@ export function getRuntime(): KernelRuntime {
   const relaxed = readFileSync(wasmPath("kernels-relaxed.wasm"));
   const simd: SimdKind = relaxedSimdAccepted(relaxed) ? "relaxed-simd" : "simd";
   const bytes = simd === "relaxed-simd" ? relaxed : readFileSync(wasmPath("kernels-simd.wasm"));
+  if (process.env.TSLORA_TIER === "turbofan") setFlagsFromString("--no-liftoff");
+  const t0 = performance.now();
   const module = new WebAssembly.Module(bytes);
+  if (process.env.TSLORA_TIER) console.error(`compile ${(performance.now() - t0).toFixed(1)} ms`);
   const memory = new WebAssembly.Memory({
     initial: INITIAL_PAGES,
     maximum: MAX_PAGES,

@@ -17,6 +17,7 @@ import { loadModelFromDir } from "../../src/models/index.js";
 const QUICK: BenchFlags = {
   steps: 2,
   warmupSteps: 1,
+  warmupSeconds: 0,
   dtypes: ["f32", "bf16"],
   profile: false,
   gradientCheckpointing: false,
@@ -144,6 +145,12 @@ test("bench flags parse and reject", () => {
   const flags = benchFlags(["train-gpt2", "--steps=7", "--dtype=bf16", "--profile"]);
   assert.equal(flags.steps, 7);
   assert.equal(flags.warmupSteps, 2);
+  assert.equal(flags.warmupSeconds, 3);
+  assert.equal(benchFlags(["--warmup-seconds=0.5"]).warmupSeconds, 0.5);
+  assert.throws(
+    () => benchFlags(["--warmup-seconds=-1"]),
+    /--warmup-seconds must be a number >= 0/,
+  );
   assert.deepEqual(flags.dtypes, ["bf16"]);
   assert.equal(flags.profile, true);
   assert.deepEqual(benchFlags([]).dtypes, null);

@@ -4,7 +4,6 @@
 import {
   attentionBackwardF32,
   attentionForwardF32,
-  attentionScratchBytes,
   type AttentionDims,
 } from "../../kernels/bindings/attention.js";
 import { record } from "../tape.js";
@@ -58,10 +57,7 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOption
   const out = Tensor.empty(q.shape);
   // [B, H, T] log-sum-exp of each score row, so backward can recompute the probabilities.
   const lse = Tensor.empty([B, H, T]);
-  const scratch = Tensor.empty([attentionScratchBytes(S) / 4]);
-  if (out.size > 0) {
-    attentionForwardF32(q.offset, k.offset, v.offset, out.offset, lse.offset, scratch.offset, dims);
-  }
+  if (out.size > 0) attentionForwardF32(q.offset, k.offset, v.offset, out.offset, lse.offset, dims);
 
   return record(
     out,

@@ -1,7 +1,11 @@
-// Bindings to the attention kernels in wasm/attention.ts. Offsets are bytes into the shared
-// memory; 0 means "absent" for the optional keyMask and slopes. Callers check shapes and dtypes.
+// Bindings to the attention kernels: the row-by-row ones in wasm/attention.ts and
+// wasm/attention-backward.ts, and the blocked-product ones in wasm/attention-tiled.ts. Offsets
+// are bytes into the shared memory; 0 means "absent" for the optional keyMask and slopes.
+// Callers check shapes and dtypes.
 import { getPool } from "../pool.js";
-import { GEMM_SERIAL_MADDS } from "./gemm.js";
+import { getRuntime } from "../runtime.js";
+import { GEMM_SERIAL_MADDS, warmUpGemm } from "./gemm.js";
+import { withKernelScratch } from "./scratch.js";
 
 /** Sizes and options shared by the forward and backward kernels. */
 export interface AttentionDims {
@@ -30,6 +34,24 @@ export interface AttentionDims {
   keyMask: number;
   /** Offset of H f32 ALiBi slopes, or 0 for none. */
   slopes: number;
+  /**
+   * Kernels to run: "tiled" (blocked matrix products) or "rows" (dot products row by row).
+   * Without it attentionKernel() picks by T. Forward and backward must use the same.
+   */
+  kernel?: AttentionKernel;
+}
+
+export type AttentionKernel = "tiled" | "rows";
+
+/**
+ * From this many query rows on, the tiled kernels run by default. With fewer rows, as in
+ * decoding one token, a block of products would be mostly padding.
+ */
+export const TILED_MIN_QUERIES = 16;
+
+/** Returns the kernels that run for `d`: d.kernel if set, else "tiled" from TILED_MIN_QUERIES rows. */
+export function attentionKernel(d: AttentionDims): AttentionKernel {
+  return d.kernel ?? (d.T >= TILED_MIN_QUERIES ? "tiled" : "rows");
 }
 
 /**
@@ -41,9 +63,9 @@ function attentionThreads(d: AttentionDims): number | undefined {
   return d.B * d.H * d.T * d.S * d.D < GEMM_SERIAL_MADDS ? 1 : undefined;
 }
 
-/** Bytes of scratch the forward kernel needs: two f32 score rows of length S per thread. */
-export function attentionScratchBytes(S: number): number {
-  return getPool().threads * 2 * S * 4;
+/** Bytes of scratch per thread for the row kernel of attention forward: two score rows. */
+function rowsScratchBytes(S: number): number {
+  return 2 * S * 4;
 }
 
 /**
@@ -56,32 +78,31 @@ export function attentionForwardF32(
   v: number,
   out: number,
   lse: number,
-  scratch: number,
   d: AttentionDims,
 ): void {
-  getPool().run(
-    "attentionForwardF32",
-    [
-      q,
-      k,
-      v,
-      out,
-      lse,
-      d.keyMask,
-      d.slopes,
-      scratch,
-      d.B,
-      d.H,
-      d.Hkv,
-      d.T,
-      d.S,
-      d.keyStride ?? d.S,
-      d.D,
-      d.scale,
-      d.causal ? 1 : 0,
-    ],
-    attentionThreads(d),
-  );
+  const pool = getPool();
+  const threads = attentionThreads(d) ?? pool.threads;
+  const sizes = [d.B, d.H, d.Hkv, d.T, d.S, d.keyStride ?? d.S, d.D, d.scale, d.causal ? 1 : 0];
+  if (attentionKernel(d) === "tiled") {
+    warmUpGemm(pool);
+    const bytes = Number(getRuntime().exports.attentionTiledScratchBytes(d.S, 0));
+    withKernelScratch(bytes, threads, (scratch, stride) => {
+      pool.run(
+        "attentionForwardTiledF32",
+        [q, k, v, out, lse, d.keyMask, d.slopes, scratch, stride, ...sizes],
+        threads,
+      );
+    });
+    return;
+  }
+  // The row kernel finds its slice of the scratch by thread index, with a fixed stride.
+  withKernelScratch(rowsScratchBytes(d.S) * threads, 1, (scratch) => {
+    pool.run(
+      "attentionForwardF32",
+      [q, k, v, out, lse, d.keyMask, d.slopes, scratch, ...sizes],
+      threads,
+    );
+  });
 }
 
 /**
@@ -111,7 +132,22 @@ export function attentionBackwardF32(
   }
   const sizes = [d.B, d.H, d.Hkv, d.T, d.S, d.D, d.scale, d.causal ? 1 : 0];
   const pool = getPool();
-  const threads = attentionThreads(d);
+  const threads = attentionThreads(d) ?? pool.threads;
+  if (attentionKernel(d) === "tiled") {
+    warmUpGemm(pool);
+    const bytes = Number(getRuntime().exports.attentionTiledScratchBytes(d.S, 1));
+    withKernelScratch(bytes, threads, (scratch, stride) => {
+      pool.run(
+        "attentionBackwardTiledF32",
+        [q, k, v, out, dout, lse, delta, dq, dk, dv, d.keyMask, d.slopes, scratch, stride].concat(
+          sizes,
+          [needKeyValue ? 1 : 0],
+        ),
+        threads,
+      );
+    });
+    return;
+  }
   pool.run(
     "attentionBackwardQueryF32",
     [q, k, v, out, dout, lse, delta, dq, d.keyMask, d.slopes, ...sizes],

@@ -31,6 +31,11 @@ const PACK_B_BYTES: usize = <usize>(KC * NC) << 2;
 const PACK_A_BYTES: usize = <usize>(MC * KC) << 2;
 const TILE_BYTES: usize = <usize>(TILE_ROWS * NR) << 2;
 
+/** Returns the scratch bytes gemmRange packs its operands into, for one thread. */
+export function gemmRangeWorkBytes(): usize {
+  return PACK_B_BYTES + PACK_A_BYTES + TILE_BYTES;
+}
+
 /** Returns the scratch bytes one thread needs for a GEMM with inner dimension k. */
 export function gemmScratchBytes(k: i32): usize {
   return PACK_B_BYTES + PACK_A_BYTES + TILE_BYTES + gemvScratchBytes(k);
@@ -101,8 +106,12 @@ export function gemm(
   }
 }
 
-/** Computes C[i0:i1, j0:j1] of one batch item with the packed, blocked algorithm. */
-function gemmRange(
+/**
+ * Computes C[i0:i1, j0:j1] of one batch item with the packed, blocked algorithm, on the calling
+ * thread. `work` is gemmRangeWorkBytes() of scratch. Each element of C is the same sequence of
+ * multiply-adds whatever range and position it is computed in.
+ */
+export function gemmRange(
   a: usize,
   aRow: i32,
   aCol: i32,

@@ -6,6 +6,7 @@ export * from "./gemm";
 export * from "./softmax";
 export * from "./attention";
 export * from "./attention-backward";
+export * from "./attention-tiled";
 export * from "./rope";
 export * from "./xent";
 
