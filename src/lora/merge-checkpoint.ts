@@ -10,12 +10,13 @@ import {
   mkdirSync,
   readdirSync,
   readFileSync,
+  realpathSync,
   renameSync,
   rmSync,
   statSync,
 } from "node:fs";
 import { randomBytes } from "node:crypto";
-import { basename, dirname, join, resolve } from "node:path";
+import { basename, dirname, isAbsolute, join, relative, resolve } from "node:path";
 import { INDEX_FILE, SINGLE_FILE } from "../io/checkpoint.js";
 import { makeFolder } from "../io/folders.js";
 import { decodeToFloat32, encodeFromFloat32, isFloatDType } from "../io/dtypes.js";
@@ -71,14 +72,30 @@ export interface MergeSummary {
 }
 
 /** Throws unless `dir` is absent or empty, or `force` allows replacing it. */
-function checkOutputFolder(dir: string, force: boolean): void {
+function checkOutputFolder(dir: string, force: boolean, inputs: Record<string, string>): void {
   if (!existsSync(dir)) return;
   if (!statSync(dir).isDirectory()) {
-    throw new Error(`merge: output ${dir} exists and is not a folder; choose another --out`);
+    throw new Error(
+      `merge: output ${dir} exists and is not a folder; choose another output folder (--out)`,
+    );
+  }
+  // Replacing the output folder deletes everything in it, so it must not be or contain an input.
+  const out = realpathSync(dir);
+  for (const [role, input] of Object.entries(inputs)) {
+    const real = existsSync(input) ? realpathSync(input) : resolve(input);
+    const rel = relative(out, real);
+    if (rel === "" || (!rel.startsWith("..") && !isAbsolute(rel))) {
+      const where = rel === "" ? "is" : "contains";
+      throw new Error(
+        `merge: the output folder ${dir} ${where} the ${role} folder ${input}, and writing the ` +
+          `merged model there would delete it; choose another output folder (--out)`,
+      );
+    }
   }
   if (readdirSync(dir).length > 0 && !force) {
     throw new Error(
-      `merge: output folder ${dir} is not empty; choose another --out or pass --force to replace it`,
+      `merge: output folder ${dir} is not empty; choose another output folder (--out) or ` +
+        `pass --force (force: true in mergeCheckpoint) to replace it`,
     );
   }
 }
@@ -162,7 +179,10 @@ function encodeLike(raw: RawTensor, values: Float32Array): Uint8Array {
  */
 export function mergeCheckpoint(options: MergeCheckpointOptions): MergeSummary {
   const outDir = resolve(options.outDir);
-  checkOutputFolder(outDir, options.force ?? false);
+  checkOutputFolder(outDir, options.force ?? false, {
+    model: options.modelDir,
+    adapter: options.adapterDir,
+  });
   // The temporary folder is made before the model loads, so an unwritable --out fails at once.
   const tmp = makeTemporaryFolder(outDir);
   try {

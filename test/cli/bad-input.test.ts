@@ -671,7 +671,11 @@ describe("output folders", () => {
   test("merge --out is a file", () => {
     const file = writeText("merge-out-file", "x");
     const run = tslora(["merge", "--model", model, "--adapter", adapter, "--out", file]);
-    assertError(run, 1, /merge-out-file exists and is not a folder; choose another --out/);
+    assertError(
+      run,
+      1,
+      /merge-out-file exists and is not a folder; choose another output folder \(--out\)/,
+    );
     assert.doesNotMatch(run.stderr, /merge: merge:/);
   });
 
@@ -680,7 +684,7 @@ describe("output folders", () => {
     mkdirSync(out);
     writeFileSync(join(out, "keep.txt"), "x");
     const run = tslora(["merge", "--model", model, "--adapter", adapter, "--out", out]);
-    assertError(run, 1, /is not empty; choose another --out or pass --force/);
+    assertError(run, 1, /is not empty; choose another output folder \(--out\) or pass --force/);
     assert.deepEqual(readdirSync(out), ["keep.txt"]);
   });
 
@@ -728,6 +732,32 @@ describe("output folders", () => {
     const run = tslora(trainArgs(chat, join(parent, "run")));
     assertError(run, 1, /no chat template/);
     assert.equal(existsSync(parent), false, "the created parent of --out was left behind");
+  });
+
+  test("train --resume without a run", () => {
+    const missing = freshPath("no-run");
+    assertError(
+      tslora(["train", "--out", missing, "--resume"]),
+      2,
+      /--resume: \S*no-run-\d+ does not exist, so there is no run to resume/,
+    );
+
+    const empty = freshPath("empty-run");
+    mkdirSync(empty);
+    assertError(
+      tslora(["train", "--out", empty, "--resume"]),
+      2,
+      /--resume: \S*empty-run-\d+ has no train_config\.json, so the run's options are unknown/,
+    );
+
+    const broken = freshPath("broken-run");
+    mkdirSync(broken);
+    writeFileSync(join(broken, "train_config.json"), '{"model": ');
+    assertError(
+      tslora(["train", "--out", broken, "--resume"]),
+      2,
+      /--resume: \S*train_config\.json is invalid \(.*JSON.*\), so the run's options are unknown/,
+    );
   });
 
   test("train restarts a run with no checkpoint", {}, () => {

@@ -1,12 +1,14 @@
 // `tslora merge`: the merged folder against PEFT's merge_and_unload() checkpoint.
 import assert from "node:assert/strict";
 import {
+  cpSync,
   existsSync,
   mkdirSync,
   mkdtempSync,
   readdirSync,
   readFileSync,
   rmSync,
+  statSync,
   writeFileSync,
 } from "node:fs";
 import { tmpdir } from "node:os";
@@ -147,11 +149,57 @@ test("merge keeps a non-empty folder without --force", async () => {
     "--out",
     out,
   ];
-  await assert.rejects(runMerge(args), /is not empty; choose another --out or pass --force/);
+  await assert.rejects(
+    runMerge(args),
+    /is not empty; choose another output folder \(--out\) or pass --force/,
+  );
   assert.equal(readFileSync(join(out, "keep.txt"), "utf8"), "mine");
   assert.equal(await runMerge([...args, "--force"]), 0);
   assert.ok(!existsSync(join(out, "keep.txt")), "--force replaces the folder");
   assert.ok(existsSync(join(out, "model.safetensors")));
+});
+
+/** Copies a fixture folder into the scratch folder and returns the copy's path. */
+function copyFolder(from: string, name: string): string {
+  const to = join(scratch, name);
+  cpSync(from, to, { recursive: true });
+  return to;
+}
+
+/** Returns every file under `dir` with its bytes, by path relative to `dir`. */
+function folderBytes(dir: string): Map<string, Buffer> {
+  const files = new Map<string, Buffer>();
+  for (const name of readdirSync(dir, { recursive: true }) as string[]) {
+    const path = join(dir, name);
+    if (statSync(path).isFile()) files.set(name, readFileSync(path));
+  }
+  return files;
+}
+
+test("merge --force rejects an input folder as output", async () => {
+  const model = copyFolder(fixture("reference/llama/model"), "input-model");
+  const runs = join(scratch, "runs");
+  const adapter = copyFolder(fixture("reference/llama/adapter"), "runs/adapter");
+  const before = { model: folderBytes(model), adapter: folderBytes(adapter) };
+  const cases: [string, RegExp][] = [
+    [adapter, /output folder .*adapter is the adapter folder/],
+    [model, /output folder .*input-model is the model folder/],
+    [runs, /output folder .*runs contains the adapter folder/],
+  ];
+  for (const [out, message] of cases) {
+    const args = ["--model", model, "--adapter", adapter, "--out", out, "--force"];
+    await assert.rejects(runMerge(args), message);
+    assert.throws(
+      () => mergeCheckpoint({ modelDir: model, adapterDir: adapter, outDir: out, force: true }),
+      /would delete it; choose another output folder/,
+    );
+  }
+  assert.deepEqual(folderBytes(model), before.model);
+  assert.deepEqual(folderBytes(adapter), before.adapter);
+  // An output folder inside the adapter folder deletes nothing of it.
+  const inside = join(adapter, "merged");
+  assert.equal(await runMerge(["--model", model, "--adapter", adapter, "--out", inside]), 0);
+  assert.ok(existsSync(join(inside, "model.safetensors")));
 });
 
 test("failed merge leaves no output", () => {
