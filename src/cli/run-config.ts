@@ -90,8 +90,8 @@ function takeRunValue(
 /**
  * Takes the run's --quantize for eval and generate when the command line leaves the option
  * out, so that they load the base that training validated. Warns when a given --quantize
- * differs from the run's quantized format, because the adapter's outputs then differ from what
- * training measured. Returns the line that reports a taken format, or null.
+ * differs from the run's setting, quantized or not, because the adapter's outputs then differ
+ * from what training measured. Returns the line that reports a taken format, or null.
  */
 export function applyRunQuantize(
   config: RunConfig | null,
@@ -101,7 +101,18 @@ export function applyRunQuantize(
 ): string | null {
   if (config === null) return null;
   const trained = runQuantize(config, warn);
-  if (trained === null || trained === "none") return null;
+  if (trained === null) return null;
+  if (trained === "none") {
+    const quantize = String(values.quantize);
+    if (given.has("quantize") && quantize !== "none") {
+      warn(
+        `the adapter was trained against the full-precision base (${config.path} has no ` +
+          `"quantize" setting), but --quantize is ${quantize}, so the outputs differ from the ` +
+          `ones training saw; leave out --quantize to load the same base`,
+      );
+    }
+    return null;
+  }
   const text = {
     taken: "the base the run trained against",
     mismatch: (quantize: string) =>

@@ -283,6 +283,27 @@ describe("quantized run", () => {
     assert.match(result.stderr, /warning: the adapter was trained against the full-precision base/);
     assert.match(result.stderr, /leave out --quantize/);
   });
+
+  test("eval and generate warn about --quantize on a full-precision run", () => {
+    const evaluated = evalSquad(run, "--quantize", "nf4");
+    assert.equal(evaluated.status, 0, evaluated.stderr);
+    assert.match(
+      evaluated.stderr,
+      /warning: the adapter was trained against the full-precision base .*--quantize is nf4/,
+    );
+    assert.match(evaluated.stderr, /leave out --quantize to load the same base/);
+
+    const generated = tslora([
+      ...["generate", "--model", model, "--adapter", run, "--prompt", "Once"],
+      ...["--quantize", "int8"],
+    ]);
+    assert.equal(generated.status, 0, generated.stderr);
+    assert.match(generated.stderr, /trained against the full-precision base .*--quantize is int8/);
+
+    const unquantized = evalSquad(run, "--quantize", "none");
+    assert.equal(unquantized.status, 0, unquantized.stderr);
+    assert.doesNotMatch(unquantized.stderr, /warning/);
+  });
 });
 
 describe("eval on JSONL data", () => {
