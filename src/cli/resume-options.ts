@@ -5,7 +5,7 @@
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { TRAIN_CONFIG_FILE } from "../train/run-folder.js";
-import { parseCommandLine, TRAIN_OPTIONS } from "./train-options.js";
+import { parseCommandLine, TRAIN_OPTIONS, UsageError } from "./train-options.js";
 
 /** The command line with the run's settings added, and where they came from. */
 export interface ResumeArguments {
@@ -18,8 +18,9 @@ export interface ResumeArguments {
 
 /**
  * Adds `--option value` for each setting of the run in --out that `argv` does not give. Returns
- * `argv` unchanged without --resume, or when --out has no readable train_config.json (the
- * trainer then reports what is missing).
+ * `argv` unchanged without --resume. Throws a UsageError when --model or --data is missing and
+ * --out has no readable train_config.json to supply it. With both given, an unreadable file
+ * leaves `argv` unchanged, and the trainer reports what it finds.
  */
 export function withRunSettings(argv: readonly string[]): ResumeArguments {
   const unchanged = { argv: [...argv], taken: [], path: null };
@@ -29,15 +30,38 @@ export function withRunSettings(argv: readonly string[]): ResumeArguments {
   if (parsed === null) return unchanged;
   const { values, given } = parsed;
   if (values.resume !== true || values.out === undefined) return unchanged;
-  const path = join(String(values.out), TRAIN_CONFIG_FILE);
-  if (!existsSync(path)) return unchanged;
+  const out = String(values.out);
+  const path = join(out, TRAIN_CONFIG_FILE);
+  // Without --model or --data the run's settings are the only source, so say why they are
+  // missing instead of leaving the parse to report missing options.
+  const needed = !given.has("model") || !given.has("data");
+  if (!existsSync(path)) {
+    if (!needed) return unchanged;
+    if (!existsSync(out)) {
+      throw new UsageError(
+        `--resume: ${out} does not exist, so there is no run to resume; check the --out ` +
+          `path, or leave out --resume and give --model and --data to start a new run`,
+      );
+    }
+    throw new UsageError(
+      `--resume: ${out} has no ${TRAIN_CONFIG_FILE}, so the run's options are unknown; check ` +
+        `the --out path, or give --model, --data and the run's other options`,
+    );
+  }
   let settings: Record<string, unknown>;
   try {
     const stored: unknown = JSON.parse(readFileSync(path, "utf8"));
-    if (typeof stored !== "object" || stored === null || Array.isArray(stored)) return unchanged;
+    if (typeof stored !== "object" || stored === null || Array.isArray(stored)) {
+      throw new Error("expected a JSON object");
+    }
     settings = stored as Record<string, unknown>;
-  } catch {
-    return unchanged;
+  } catch (err) {
+    if (!needed) return unchanged;
+    const reason = err instanceof Error ? err.message : String(err);
+    throw new UsageError(
+      `--resume: ${path} is invalid (${reason}), so the run's options are unknown; ` +
+        `repair the file, or give --model, --data and the run's other options`,
+    );
   }
 
   const added: string[] = [];
