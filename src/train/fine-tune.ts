@@ -1,6 +1,7 @@
 // LoRA fine-tuning as one library call: builds the optimizer, the batch stream, validation and
 // the checkpoint files around trainLoop, and saves the final adapter in PEFT format.
 import { existsSync, rmSync } from "node:fs";
+import { formatValue } from "../engine/format-value.js";
 import { makeFolder } from "../io/folders.js";
 import { join } from "node:path";
 import type { Tensor } from "../engine/index.js";
@@ -8,7 +9,7 @@ import { BatchIterator, type Batch } from "../data/batches.js";
 import type { TokenizedExample } from "../data/tokenize.js";
 import { decodeToFloat32 } from "../io/dtypes.js";
 import { readSafetensors, writeSafetensors } from "../io/safetensors.js";
-import { ADAPTER_WEIGHTS_FILE, saveAdapter } from "../lora/adapter-io.js";
+import { ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE, saveAdapter } from "../lora/adapter-io.js";
 import { trainableAdapterParameters } from "../lora/adapters.js";
 import { findLoraState } from "../lora/state.js";
 import { Rng, type RngState } from "../engine/random.js";
@@ -92,6 +93,56 @@ function prepareOutDir(outDir: string, resume: boolean): void {
   // "no-checkpoint" is reported by trainLoop, which also covers a missing outDir.
   makeFolder(outDir);
   if (!resume) rmSync(join(outDir, METRICS_FILE), { force: true });
+}
+
+/**
+ * Rejects options that would otherwise fail deep in the schedule or the batch iterator, naming
+ * them as fineTune's caller wrote them.
+ */
+function checkFineTuneOptions(options: FineTuneOptions): void {
+  const wholeNumbers: [keyof FineTuneOptions, unknown][] = [
+    ["steps", options.steps],
+    ["batchSize", options.batchSize],
+  ];
+  for (const [name, value] of wholeNumbers) {
+    if (!(typeof value === "number" && Number.isInteger(value) && value >= 1)) {
+      throw new Error(`fineTune: ${name} must be a whole number >= 1, got ${formatValue(value)}`);
+    }
+  }
+  if (options.train.length === 0) {
+    throw new Error(
+      `fineTune: train has no examples; pass the tokenized training examples ` +
+        `(tokenizeSamples(...).examples, or the train part of splitByGroup)`,
+    );
+  }
+}
+
+/**
+ * Wraps `onStep` so that the first step a resumed run takes removes the adapter that an earlier
+ * end of the run saved in `outDir`. That adapter is older than the checkpoints from then on, and
+ * eval or generate would read it without a word. The new one is saved when the run ends.
+ */
+function removeEarlierAdapterOnFirstStep(
+  outDir: string,
+  onStep: ((metrics: StepMetrics) => void) | undefined,
+  log: ((line: string) => void) | undefined,
+): (metrics: StepMetrics) => void {
+  let checked = false;
+  return (metrics) => {
+    if (!checked) {
+      checked = true;
+      const weights = join(outDir, ADAPTER_WEIGHTS_FILE);
+      if (existsSync(weights)) {
+        rmSync(weights, { force: true });
+        rmSync(join(outDir, ADAPTER_CONFIG_FILE), { force: true });
+        log?.(
+          `removed the adapter that the run's earlier end saved in ${outDir}; the run saves a ` +
+            `new one when it ends, and until then the latest checkpoint folder is the adapter`,
+        );
+      }
+    }
+    onStep?.(metrics);
+  };
 }
 
 /** Adapts the data module's BatchIterator to the trainer's BatchSource interface. */
@@ -184,6 +235,7 @@ function restoreAdapterValues(dir: string, named: readonly [string, Tensor][]): 
  */
 export async function fineTune(options: FineTuneOptions): Promise<FineTuneResult> {
   const { model, outDir } = options;
+  checkFineTuneOptions(options);
   const named = trainableAdapterParameters(model, "fineTune");
   if (outDir !== null) prepareOutDir(outDir, options.resume ?? false);
   const params = named.map(([, t]) => t);
@@ -244,7 +296,10 @@ export async function fineTune(options: FineTuneOptions): Promise<FineTuneResult
     rng: options.rng ?? loraDropoutRng(model),
     settings: options.settings,
     signal: options.signal,
-    onStep: options.onStep,
+    onStep:
+      outDir !== null && options.resume === true
+        ? removeEarlierAdapterOnFirstStep(outDir, options.onStep, options.log)
+        : options.onStep,
     onValidation: options.onValidation,
     log: options.log,
     metricsLog: outDir === null ? undefined : new MetricsLog(join(outDir, METRICS_FILE)),

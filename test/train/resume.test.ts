@@ -1,7 +1,7 @@
 // Exact resume and gradient checkpointing on a real model: TinyStories-656K with a small LoRA,
 // trained on chunks of the reference stories for a few seconds.
 import assert from "node:assert/strict";
-import { mkdtempSync, readFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
@@ -111,6 +111,44 @@ test("20 steps equal 10, abort, resume 10", async () => {
     steps,
     Array.from({ length: 20 }, (_, i) => i + 1),
   );
+});
+
+test("extended run drops its earlier adapter", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "tslora-extended-"));
+  const options = { ...baseOptions(await setup(0), dir), steps: 4, validation: null };
+  const finished = await fineTune(options);
+  assert.equal(finished.reason, "completed");
+  assert.ok(existsSync(join(dir, "adapter_model.safetensors")));
+
+  // Raising the step count and stopping after one more step leaves no adapter of step 4.
+  const controller = new AbortController();
+  const lines: string[] = [];
+  const extended = await fineTune({
+    ...options,
+    model: await setup(0),
+    steps: 8,
+    resume: true,
+    signal: controller.signal,
+    log: (line) => lines.push(line),
+    onStep: () => controller.abort(),
+  });
+  assert.equal(extended.reason, "aborted");
+  assert.equal(extended.step, 5);
+  assert.equal(existsSync(join(dir, "adapter_model.safetensors")), false);
+  assert.equal(existsSync(join(dir, "adapter_config.json")), false);
+  assert.ok(
+    lines.some((line) => /removed the adapter that the run's earlier end saved/.test(line)),
+    lines.join("\n"),
+  );
+
+  // Finishing the extended run saves a new adapter.
+  const again = await fineTune({ ...options, model: await setup(0), steps: 8, resume: true });
+  assert.equal(again.reason, "completed");
+  assert.ok(existsSync(join(dir, "adapter_model.safetensors")));
+  // Resuming a finished run without new steps keeps the adapter of its end.
+  const unchanged = await fineTune({ ...options, model: await setup(0), steps: 8, resume: true });
+  assert.equal(unchanged.step, 8);
+  assert.ok(existsSync(join(dir, "adapter_model.safetensors")));
 });
 
 for (const dropout of [0, 0.1]) {

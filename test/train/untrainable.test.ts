@@ -1,5 +1,5 @@
 // fineTune on a model whose adapter cannot learn: the error names the reason and the call that
-// fixes it, before any step runs. Also the quoting of invalid option values.
+// fixes it, before any step runs. Also invalid option values, quoted and named as passed.
 import assert from "node:assert/strict";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -133,6 +133,25 @@ test(
     await assert.rejects(
       fineTune({ ...options(model), lr }),
       /lr must be a finite number >= 0, got "1e-3"/,
+    );
+  }),
+);
+
+test(
+  "fineTune names invalid steps and data",
+  withModel(async (model) => {
+    applyLora(model, { r: 4 });
+    await assert.rejects(
+      fineTune({ ...options(model), steps: 0 }),
+      /^Error: fineTune: steps must be a whole number >= 1, got 0$/,
+    );
+    await assert.rejects(
+      fineTune({ ...options(model), batchSize: 1.5 }),
+      /fineTune: batchSize must be a whole number >= 1, got 1\.5/,
+    );
+    await assert.rejects(
+      fineTune({ ...options(model), train: [] }),
+      /fineTune: train has no examples; pass the tokenized training examples/,
     );
   }),
 );
