@@ -110,6 +110,7 @@ export {
   squadPrompts,
   type LossReport,
   type SquadEvaluation,
+  type SquadPrompt,
 } from "./eval/index.js";
 
 // Datasets: readers, prompt templates, tokenization with loss masks, splits and batches.
@@ -123,7 +124,9 @@ export {
   type Batch,
   type LoadedDataset,
   type LoadDatasetOptions,
+  type FieldsSample,
   type Sample,
+  type SquadQuestion,
   type TokenizedExample,
   type TokenizeReport,
 } from "./data/index.js";

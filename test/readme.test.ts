@@ -42,6 +42,9 @@ test("README library example trains and generates", () => {
   );
   assert.ok(losses.length >= 2, `expected validation lines, got:\n${result.stdout}`);
   assert.ok(losses[losses.length - 1] < losses[0], `validation loss did not fall: ${losses}`);
+  assert.match(result.stdout, /^step 10\/12: loss \d+\.\d{3}$/m);
+  assert.match(result.stdout, /^validation loss \d+\.\d{3}, perplexity \d+\.\d$/m);
+  assert.match(result.stdout, /^exact match \d+\.\d, F1 \d+\.\d$/m);
   assert.ok(existsSync(join(out, "adapter_config.json")), "adapter_config.json missing");
   assert.ok(existsSync(join(out, "adapter_model.safetensors")), "adapter weights missing");
 });

@@ -3,7 +3,8 @@
 // is scored with the official exact match and F1.
 import { parseTemplate, renderTemplate, SQUAD_TEMPLATE } from "../data/template.js";
 import { ExampleTokenizer, type TokenizeOptions } from "../data/tokenize.js";
-import type { FieldsSample } from "../data/types.js";
+import type { SquadQuestion } from "../data/squad.js";
+import type { FieldsSample, Sample } from "../data/types.js";
 import { generate } from "../generate/generate.js";
 import type { TextTokenizer } from "../io/tokenizer.js";
 import type { CausalLM } from "../models/types.js";
@@ -30,14 +31,33 @@ export interface SquadPrompt {
  * Tokenizes SQuAD samples into generation prompts. The prompt is the masked prefix of the
  * training example, so the model is given at evaluation the exact tokens it was trained to
  * continue, with the context shortened the same way when the example is too long (with room
- * left for `maxNewTokens`). `answersById` maps a question id to all of its gold answers.
+ * left for `maxNewTokens`). `answers` gives every gold answer of each question: the `questions`
+ * of loadDataset, or a map from question id to answer texts. Samples that are not questions
+ * with answers there (for example text samples) are skipped. Throws when none is left.
  */
 export function squadPrompts(
-  samples: readonly FieldsSample[],
-  answersById: ReadonlyMap<string, readonly string[]>,
+  samples: readonly Sample[],
+  answers: ReadonlyMap<string, readonly string[]> | readonly SquadQuestion[],
   tokenizer: TextTokenizer,
   options: Omit<TokenizeOptions, "maskPrompt"> & { maxNewTokens: number },
 ): SquadPrompt[] {
+  const answersById: ReadonlyMap<string, readonly string[]> =
+    answers instanceof Map
+      ? answers
+      : new Map(
+          (answers as readonly SquadQuestion[]).map((q) => [q.id, q.answers.map((a) => a.text)]),
+        );
+  const questions = samples.filter(
+    (s): s is FieldsSample =>
+      s.kind === "fields" && s.fields.id !== undefined && answersById.has(s.fields.id),
+  );
+  if (questions.length === 0) {
+    throw new Error(
+      `squadPrompts: none of the ${samples.length} samples is a question with gold answers ` +
+        `in the ${answersById.size} given; pass the samples and the questions of one SQuAD ` +
+        `dataset (loadDataset(...).samples and .questions)`,
+    );
+  }
   const worker = new ExampleTokenizer(tokenizer, {
     ...options,
     maxLength: options.maxLength - options.maxNewTokens,
@@ -45,7 +65,7 @@ export function squadPrompts(
   });
   const template = options.template ?? parseTemplate(SQUAD_TEMPLATE);
   const prompts: SquadPrompt[] = [];
-  for (const sample of samples) {
+  for (const sample of questions) {
     const example = worker.tokenize(sample);
     if ("dropped" in example) {
       throw new Error(
