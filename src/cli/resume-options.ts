@@ -32,7 +32,7 @@ export function withRunSettings(argv: readonly string[]): ResumeArguments {
   if (values.resume !== true || values.out === undefined) return unchanged;
   const out = String(values.out);
   const path = join(out, TRAIN_CONFIG_FILE);
-  // Without --model or --data the run's settings are the only source, so say why they are
+  // Without --model or --data the run's settings are the only source, so report why they are
   // missing instead of leaving the parse to report missing options.
   const needed = !given.has("model") || !given.has("data");
   if (!existsSync(path)) {
