@@ -11,7 +11,6 @@ import { setThreads } from "../kernels/pool.js";
 import { familyDefaultTargets } from "../lora/config.js";
 import { applyLora } from "../lora/inject.js";
 import { trainableParametersReport } from "../lora/report.js";
-import { baseModelDropouts } from "../models/config-fields.js";
 import { parseQuantizeOption } from "../engine/quant.js";
 import { formatMiB, loadModel, type LoadDType, type QuantizeSummary } from "../models/index.js";
 import { LATEST_FILE } from "../train/checkpoint-store.js";
@@ -290,13 +289,12 @@ async function trainInto(
     }),
   );
   log(trainableParametersReport(model));
-  const dropouts = baseModelDropouts(model.config.raw);
+  const dropouts = Object.entries(model.dropoutRates).filter(([, rate]) => rate > 0);
   if (dropouts.length > 0) {
-    const listed = dropouts.map((d) => `${d.key} ${d.rate}`).join(", ");
+    const listed = dropouts.map(([key, rate]) => `${key} ${rate}`).join(", ");
     log(
-      `note: config.json sets ${listed}; tslora trains without the base model's own dropout ` +
-        `(PyTorch applies it in train mode), so losses can differ a little from a PEFT run. ` +
-        `The adapters' --dropout is applied.`,
+      `base model dropout in training: ${listed} (from config.json or transformers' ` +
+        `defaults), as PyTorch applies it in train mode; validation and eval apply none`,
     );
   }
 

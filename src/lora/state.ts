@@ -2,6 +2,7 @@
 // Kept beside the model (a WeakMap) so the model classes need no LoRA fields.
 import type { Tensor } from "../engine/index.js";
 import type { Module } from "../nn/module.js";
+import { randomSourceOf } from "../nn/random-source.js";
 import type { LoraConfig } from "./config.js";
 import type { DropoutSource, LoraLinear } from "./layer.js";
 
@@ -67,7 +68,7 @@ export function ensureLoraState(model: Module, where: string): LoraState {
       adapters: new Map(),
       active: null,
       disabled: false,
-      dropout: { rng: null },
+      dropout: randomSourceOf(model),
       originals: new Map(),
     };
     states.set(model, state);

@@ -5,6 +5,7 @@
 import {
   attention,
   crossEntropy,
+  dropout,
   freeUnsaved,
   isGradEnabled,
   linear,
@@ -24,6 +25,8 @@ import type { Linear } from "../nn/linear.js";
 import { Module } from "../nn/module.js";
 import type { WeightDType } from "../nn/param.js";
 import type { ModelConfig } from "../io/config.js";
+import { seededRandomSource } from "../nn/random-source.js";
+import { numberOr, type RawConfig } from "./config-fields.js";
 import type { ForwardContext } from "./context.js";
 import type { CausalLM, ForwardOptions, LossOptions, ModelDims } from "./types.js";
 
@@ -42,6 +45,8 @@ export function mergeHeads(x: Tensor): Tensor {
 export interface AttendOptions {
   scale: number;
   alibiSlopes?: Float32Array;
+  /** Dropout probability of the attention weights in training (config.json's rate). */
+  dropout?: number;
 }
 
 /**
@@ -63,13 +68,43 @@ export function attend(
   if (context.cache !== null) {
     ({ keys, values, length: keyLength } = context.cache.append(layer, k, v));
   }
+  const rng = context.dropout?.rng ?? null;
+  const p = options.dropout ?? 0;
   return attention(q, keys, values, {
     causal: true,
     scale: options.scale,
     alibiSlopes: options.alibiSlopes,
     keyMask: context.keyMask,
     keyLength,
+    dropout: rng !== null && p > 0 ? { p, rng } : undefined,
   });
+}
+
+/** Returns dropout(x, p) when the forward trains with the base model's dropout, else x. */
+export function trainingDropout(context: ForwardContext, x: Tensor, p: number): Tensor {
+  const rng = context.dropout?.rng ?? null;
+  if (rng === null || p === 0) return x;
+  return dropout(x, p, rng, true);
+}
+
+/**
+ * Checks the dropout rates of config.json: each key present must be a number in [0, 1). Returns
+ * them with `defaults` (transformers' config defaults) for the missing ones.
+ */
+export function dropoutRates<K extends string>(
+  raw: RawConfig,
+  family: string,
+  defaults: Record<K, number>,
+): Record<K, number> {
+  const rates = { ...defaults };
+  for (const key of Object.keys(defaults) as K[]) {
+    const rate = numberOr(raw, family, key, defaults[key]);
+    if (!(rate >= 0 && rate < 1)) {
+      throw new Error(`${family} config: "${key}" must be a dropout rate in [0, 1), got ${rate}`);
+    }
+    rates[key] = rate;
+  }
+  return rates;
 }
 
 /**
@@ -129,10 +164,9 @@ export function shiftLabels(labels: Tensor, ignoreIndex: number): Tensor {
 }
 
 /**
- * The shared half of every architecture: loss, logits and cache creation.
- * NOTE: training mode applies no dropout from config.json (resid_pdrop, attn_pdrop,
- * hidden_dropout, attention_dropout). Only adapters add dropout, on their own path, and
- * `tslora train` prints a note when the config sets any (baseModelDropouts).
+ * The shared half of every architecture: loss, logits and cache creation. In training mode the
+ * families apply config.json's dropout rates as transformers does, drawing from the model's
+ * random source (randomSourceOf), which LoRA's dropout shares.
  */
 export abstract class CausalLMBase extends Module implements CausalLM {
   abstract readonly config: ModelConfig;
@@ -148,6 +182,17 @@ export abstract class CausalLMBase extends Module implements CausalLM {
    * default. enableGradientCheckpointing lowers it.
    */
   lossChunkLogits: number | undefined = undefined;
+  /** The base model's dropout rates in training, by config.json key (0 where none is applied). */
+  abstract readonly dropoutRates: Readonly<Record<string, number>>;
+
+  /**
+   * Sets context.dropout for one forward call: the model's generator (seeded if none was set)
+   * in training mode when a dropout rate is above 0, else null.
+   */
+  protected setDropoutContext(context: ForwardContext): void {
+    const any = Object.values(this.dropoutRates).some((rate) => rate > 0);
+    context.dropout = this.training && any ? seededRandomSource(this) : null;
+  }
 
   logits(hidden: Tensor): Tensor {
     if (this.lmHead !== null) return this.lmHead.forward(hidden);

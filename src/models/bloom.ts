@@ -11,7 +11,14 @@ import { Module, ModuleList } from "../nn/module.js";
 import { LayerNorm } from "../nn/norm.js";
 import type { ModelConfig } from "../io/config.js";
 import type { WeightDType } from "../nn/param.js";
-import { attend, CausalLMBase, mergeHeads, runBlocks } from "./base.js";
+import {
+  attend,
+  CausalLMBase,
+  dropoutRates,
+  mergeHeads,
+  runBlocks,
+  trainingDropout,
+} from "./base.js";
 import { boolOr, numberOr, requireDivisible, requireInt, type RawConfig } from "./config-fields.js";
 import { prepareForward, type ForwardContext } from "./context.js";
 import type { ForwardOptions, ModelDims } from "./types.js";
@@ -25,6 +32,8 @@ export interface BloomConfig {
   layer_norm_epsilon: number;
   apply_residual_connection_post_layernorm: boolean;
   tie_word_embeddings: boolean;
+  /** Dropout rates in training: attention and MLP outputs, attention weights (0 by default). */
+  dropout: { hidden_dropout: number; attention_dropout: number };
 }
 
 export function parseBloomConfig(raw: RawConfig): BloomConfig {
@@ -45,6 +54,7 @@ export function parseBloomConfig(raw: RawConfig): BloomConfig {
       false,
     ),
     tie_word_embeddings: boolOr(raw, "bloom", "tie_word_embeddings", true),
+    dropout: dropoutRates(raw, "bloom", { hidden_dropout: 0, attention_dropout: 0 }),
   };
 }
 
@@ -86,11 +96,13 @@ class BloomAttention extends Module {
   readonly dense: Linear;
   private readonly heads: number;
   private readonly slopes: Float32Array;
+  private readonly dropout: BloomConfig["dropout"];
 
   constructor(config: BloomConfig, dtype: WeightDType) {
     super();
     const c = config.hidden_size;
     this.heads = config.n_head;
+    this.dropout = config.dropout;
     this.slopes = alibiSlopes(config.n_head);
     this.queryKeyValue = this.addModule("query_key_value", new Linear(c, 3 * c, { dtype }));
     this.dense = this.addModule("dense", new Linear(c, c, { dtype }));
@@ -112,24 +124,28 @@ class BloomAttention extends Module {
     const y = attend(context, layer, part(0), part(1), part(2), {
       scale: 1 / Math.sqrt(d),
       alibiSlopes: this.slopes,
+      dropout: this.dropout.attention_dropout,
     });
-    return this.dense.forward(mergeHeads(y));
+    return trainingDropout(context, this.dense.forward(mergeHeads(y)), this.dropout.hidden_dropout);
   }
 }
 
 class BloomMLP extends Module {
   readonly up: Linear;
   readonly down: Linear;
+  private readonly hiddenDropout: number;
 
   constructor(config: BloomConfig, dtype: WeightDType) {
     super();
     const c = config.hidden_size;
+    this.hiddenDropout = config.dropout.hidden_dropout;
     this.up = this.addModule("dense_h_to_4h", new Linear(c, 4 * c, { dtype }));
     this.down = this.addModule("dense_4h_to_h", new Linear(4 * c, c, { dtype }));
   }
 
-  forward(x: Tensor): Tensor {
-    return this.down.forward(gelu(this.up.forward(x), "tanh"));
+  forward(x: Tensor, context: ForwardContext): Tensor {
+    const y = this.down.forward(gelu(this.up.forward(x), "tanh"));
+    return trainingDropout(context, y, this.hiddenDropout);
   }
 }
 
@@ -160,7 +176,7 @@ class BloomBlock extends Module {
     const normed2 = this.postAttentionNorm.forward(attended);
     return add(
       this.residualAfterNorm ? normed2 : attended,
-      freeUnsaved(() => this.mlp.forward(normed2)),
+      freeUnsaved(() => this.mlp.forward(normed2, context)),
     );
   }
 }
@@ -193,6 +209,7 @@ export class BloomForCausalLM extends CausalLMBase {
   readonly transformer: BloomModel;
   /** The output projection, or null when tied to transformer.word_embeddings. */
   readonly lmHead: Linear | null;
+  readonly dropoutRates: Readonly<Record<string, number>>;
 
   constructor(modelConfig: ModelConfig, dtype: WeightDType = "f32") {
     super();
@@ -207,11 +224,13 @@ export class BloomForCausalLM extends CausalLMBase {
       ? null
       : this.addModule("lm_head", new Linear(c, v, { bias: false, dtype }));
     this.dims = bloomDims(config);
+    this.dropoutRates = { ...config.dropout };
   }
 
   forward(inputIds: Tensor, options: ForwardOptions = {}): Tensor {
     this.throwIfDisposed("bloom.forward");
     const context = prepareForward("bloom.forward", inputIds, options);
+    this.setDropoutContext(context);
     const { wordEmbeddings, embeddingNorm, h, lnF } = this.transformer;
     let x = embeddingNorm.forward(wordEmbeddings.forward(inputIds)); // [B, T, C]
     x = runBlocks(h.items, x, (block, hidden, i) => block.forward(hidden, context, i));

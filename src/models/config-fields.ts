@@ -88,26 +88,3 @@ export function requireDivisible(
     );
   }
 }
-
-// Dropout fields of the supported families' config.json (GPT-2, Llama family, BLOOM).
-const DROPOUT_KEYS = [
-  "embd_pdrop",
-  "resid_pdrop",
-  "attn_pdrop",
-  "hidden_dropout",
-  "attention_dropout",
-] as const;
-
-/**
- * Returns the dropout rates above 0 that config.json sets for the base model itself, such as
- * GPT-2's resid_pdrop. Training here does not apply them (only the adapters' own dropout), so
- * callers can say so when a run would differ from PyTorch training in train mode.
- */
-export function baseModelDropouts(raw: RawConfig): { key: string; rate: number }[] {
-  const found: { key: string; rate: number }[] = [];
-  for (const key of DROPOUT_KEYS) {
-    const rate = raw[key];
-    if (typeof rate === "number" && rate > 0) found.push({ key, rate });
-  }
-  return found;
-}

@@ -5,6 +5,7 @@
 import { Tensor } from "../engine/index.js";
 import { formatShape } from "../engine/tensor.js";
 import type { KVCache } from "../generate/kv-cache.js";
+import type { RandomSource } from "../nn/random-source.js";
 import type { ForwardOptions } from "./types.js";
 
 export interface ForwardContext {
@@ -15,6 +16,12 @@ export interface ForwardContext {
   /** Key padding mask i32 [B, S] (1 real, 0 padding), or undefined when every key is real. */
   keyMask: Tensor | undefined;
   cache: KVCache | null;
+  /**
+   * The model's dropout generator when training applies the base model's own dropout (the
+   * model sets it after prepareForward), else null. Ops read `rng` when they draw, because
+   * gradient checkpointing swaps it to draw a recomputed block's masks again.
+   */
+  dropout: RandomSource | null;
 }
 
 /**
@@ -47,6 +54,7 @@ export function prepareForward(
     positions: expandPositions(where, positions, batch, tokens),
     keyMask,
     cache,
+    dropout: null,
   };
 }
 

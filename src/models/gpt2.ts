@@ -11,7 +11,14 @@ import { Module, ModuleList } from "../nn/module.js";
 import { LayerNorm } from "../nn/norm.js";
 import type { ModelConfig } from "../io/config.js";
 import type { WeightDType } from "../nn/param.js";
-import { attend, CausalLMBase, mergeHeads, runBlocks } from "./base.js";
+import {
+  attend,
+  CausalLMBase,
+  dropoutRates,
+  mergeHeads,
+  runBlocks,
+  trainingDropout,
+} from "./base.js";
 import {
   boolOr,
   numberOr,
@@ -37,7 +44,18 @@ export interface Gpt2Config {
   scale_attn_weights: boolean;
   scale_attn_by_inverse_layer_idx: boolean;
   tie_word_embeddings: boolean;
+  /** Dropout rates in training: embeddings, residual branches, attention weights. */
+  dropout: Gpt2Dropout;
 }
+
+export interface Gpt2Dropout {
+  embd_pdrop: number;
+  resid_pdrop: number;
+  attn_pdrop: number;
+}
+
+// transformers' GPT2Config defaults, which apply when config.json leaves a rate out.
+const GPT2_DROPOUT_DEFAULTS: Gpt2Dropout = { embd_pdrop: 0.1, resid_pdrop: 0.1, attn_pdrop: 0.1 };
 
 const ACTIVATIONS = ["gelu_new", "gelu_pytorch_tanh", "gelu"] as const;
 
@@ -64,6 +82,7 @@ export function parseGpt2Config(raw: RawConfig): Gpt2Config {
     scale_attn_weights: boolOr(raw, "gpt2", "scale_attn_weights", true),
     scale_attn_by_inverse_layer_idx: boolOr(raw, "gpt2", "scale_attn_by_inverse_layer_idx", false),
     tie_word_embeddings: boolOr(raw, "gpt2", "tie_word_embeddings", true),
+    dropout: dropoutRates(raw, "gpt2", GPT2_DROPOUT_DEFAULTS),
   };
 }
 
@@ -108,8 +127,12 @@ class Gpt2Attention extends Module {
     const qkv = reshape(this.cAttn.forward(x), [batch, tokens, 3, h, d]);
     const part = (i: number): Tensor =>
       transpose(reshape(slice(qkv, 2, i, i + 1), [batch, tokens, h, d]), 1, 2); // [B, H, T, D]
-    const y = attend(context, layer, part(0), part(1), part(2), { scale: this.scale });
-    return this.cProj.forward(mergeHeads(y));
+    const { attn_pdrop, resid_pdrop } = this.config.dropout;
+    const y = attend(context, layer, part(0), part(1), part(2), {
+      scale: this.scale,
+      dropout: attn_pdrop,
+    });
+    return trainingDropout(context, this.cProj.forward(mergeHeads(y)), resid_pdrop);
   }
 }
 
@@ -117,17 +140,20 @@ class Gpt2MLP extends Module {
   readonly cFc: Linear;
   readonly cProj: Linear;
   private readonly approximate: "tanh" | "none";
+  private readonly residDropout: number;
 
   constructor(config: Gpt2Config, dtype: WeightDType) {
     super();
     const { n_embd: c, n_inner: inner } = config;
+    this.residDropout = config.dropout.resid_pdrop;
     this.cFc = this.addModule("c_fc", new Linear(c, inner, { layout: "inOut", dtype }));
     this.cProj = this.addModule("c_proj", new Linear(inner, c, { layout: "inOut", dtype }));
     this.approximate = config.activation_function === "gelu" ? "none" : "tanh";
   }
 
-  forward(x: Tensor): Tensor {
-    return this.cProj.forward(gelu(this.cFc.forward(x), this.approximate));
+  forward(x: Tensor, context: ForwardContext): Tensor {
+    const y = this.cProj.forward(gelu(this.cFc.forward(x), this.approximate));
+    return trainingDropout(context, y, this.residDropout);
   }
 }
 
@@ -151,7 +177,7 @@ class Gpt2Block extends Module {
     const h = add(x, attended);
     return add(
       h,
-      freeUnsaved(() => this.mlp.forward(this.ln2.forward(h))),
+      freeUnsaved(() => this.mlp.forward(this.ln2.forward(h), context)),
     );
   }
 }
@@ -184,6 +210,7 @@ export class GPT2LMHeadModel extends CausalLMBase {
   readonly transformer: Gpt2Model;
   /** The output projection, or null when tied to transformer.wte (every released GPT-2). */
   readonly lmHead: Linear | null;
+  readonly dropoutRates: Readonly<Record<string, number>>;
 
   constructor(modelConfig: ModelConfig, dtype: WeightDType = "f32") {
     super();
@@ -198,14 +225,17 @@ export class GPT2LMHeadModel extends CausalLMBase {
       ? null
       : this.addModule("lm_head", new Linear(c, v, { bias: false, dtype }));
     this.dims = gpt2Dims(config);
+    this.dropoutRates = { ...config.dropout };
   }
 
   forward(inputIds: Tensor, options: ForwardOptions = {}): Tensor {
     this.throwIfDisposed("gpt2.forward");
     const context = prepareForward("gpt2.forward", inputIds, options);
     this.checkPositions(context.positions);
+    this.setDropoutContext(context);
     const { wte, wpe, h, lnF } = this.transformer;
     let x = add(wte.forward(inputIds), wpe.forward(context.positions)); // [B, T, C]
+    x = trainingDropout(context, x, this.gpt2Config.dropout.embd_pdrop);
     x = runBlocks(h.items, x, (block, hidden, i) => block.forward(hidden, context, i));
     context.cache?.commit();
     return lnF.forward(x);

@@ -11,7 +11,7 @@ import { Module, ModuleList } from "../nn/module.js";
 import { RMSNorm } from "../nn/norm.js";
 import type { ModelConfig } from "../io/config.js";
 import type { WeightDType } from "../nn/param.js";
-import { attend, CausalLMBase, mergeHeads, runBlocks, splitHeads } from "./base.js";
+import { attend, CausalLMBase, dropoutRates, mergeHeads, runBlocks, splitHeads } from "./base.js";
 import {
   boolOr,
   numberOr,
@@ -42,6 +42,8 @@ export interface LlamaConfig {
   mlp_bias: boolean;
   /** Number of recent keys each query attends to (Mistral, Qwen2 with use_sliding_window), or null. */
   sliding_window: number | null;
+  /** Dropout rate of the attention weights in training (transformers' default is 0). */
+  attention_dropout: number;
 }
 
 export function parseLlamaConfig(raw: RawConfig): LlamaConfig {
@@ -75,6 +77,7 @@ export function parseLlamaConfig(raw: RawConfig): LlamaConfig {
     attention_bias: boolOr(raw, family, "attention_bias", false),
     mlp_bias: boolOr(raw, family, "mlp_bias", false),
     sliding_window: usesWindow ? (optionalInt(raw, family, ["sliding_window"]) ?? null) : null,
+    attention_dropout: dropoutRates(raw, family, { attention_dropout: 0 }).attention_dropout,
   };
 }
 
@@ -127,7 +130,10 @@ class LlamaAttention extends Module {
     const q = rope(splitHeads(this.q.forward(x), h, d), context.positions, this.invFreq); // [B, H, T, D]
     const k = rope(splitHeads(this.k.forward(x), hkv, d), context.positions, this.invFreq); // [B, Hkv, T, D]
     const v = splitHeads(this.v.forward(x), hkv, d); // [B, Hkv, T, D]
-    const y = attend(context, layer, q, k, v, { scale: 1 / Math.sqrt(d) }); // [B, H, T, D]
+    const y = attend(context, layer, q, k, v, {
+      scale: 1 / Math.sqrt(d),
+      dropout: this.config.attention_dropout,
+    }); // [B, H, T, D]
     return this.o.forward(mergeHeads(y));
   }
 }
@@ -208,6 +214,7 @@ export class LlamaForCausalLM extends CausalLMBase {
   readonly model: LlamaModel;
   /** The output projection, or null when tied to model.embed_tokens. */
   readonly lmHead: Linear | null;
+  readonly dropoutRates: Readonly<Record<string, number>>;
 
   constructor(modelConfig: ModelConfig, dtype: WeightDType = "f32") {
     super();
@@ -224,12 +231,14 @@ export class LlamaForCausalLM extends CausalLMBase {
       ? null
       : this.addModule("lm_head", new Linear(c, v, { bias: false, dtype }));
     this.dims = llamaDims(config);
+    this.dropoutRates = { attention_dropout: config.attention_dropout };
   }
 
   forward(inputIds: Tensor, options: ForwardOptions = {}): Tensor {
     this.throwIfDisposed(`${this.modelType}.forward`);
     const context = prepareForward(`${this.modelType}.forward`, inputIds, options);
     this.checkSlidingWindow(context);
+    this.setDropoutContext(context);
     let x = this.model.embedTokens.forward(inputIds); // [B, T, C]
     x = runBlocks(this.model.layers.items, x, (layer, h, i) => layer.forward(h, context, i));
     context.cache?.commit();

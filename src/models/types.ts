@@ -41,6 +41,11 @@ export interface CausalLM extends Module {
   readonly dims: ModelDims;
   /** Storage type of the weight matrices and embeddings. */
   readonly weightDtype: WeightDType;
+  /**
+   * The base model's dropout rates in training mode, by config.json key, with transformers'
+   * defaults for keys config.json leaves out (GPT-2's are 0.1). Evaluation mode applies none.
+   */
+  readonly dropoutRates: Readonly<Record<string, number>>;
   /** Token ids i32 [B, T] → hidden states [B, T, C] after the final norm. */
   forward(inputIds: Tensor, options?: ForwardOptions): Tensor;
   /** Hidden states [..., C] → logits [..., V]. */

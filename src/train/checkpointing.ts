@@ -13,10 +13,10 @@ import {
 } from "../engine/tensor.js";
 import { Rng } from "../engine/random.js";
 import { trainableParameters } from "../lora/adapters.js";
-import { findLoraState } from "../lora/state.js";
 import { CHUNK_LOGITS } from "../engine/ops/linear-xent.js";
 import { CausalLMBase } from "../models/base.js";
 import type { Module } from "../nn/module.js";
+import { randomSourceOf } from "../nn/random-source.js";
 
 /**
  * Runs `fn(...inputs)` without recording its intermediates, and records one node whose
@@ -177,8 +177,9 @@ const CHECKPOINTED_CHUNK_LOGITS = CHUNK_LOGITS / 2;
 /**
  * Makes every transformer block of `model` run under checkpoint(): its forward keeps only the
  * block input, and backward recomputes it. The block's trainable tensors (LoRA weights, trained
- * biases) are found by their file keys, which contain the block path. The LoRA dropout generator
- * is rewound for the recomputation so that it draws the same masks. A causal LM's loss also
+ * biases) are found by their file keys, which contain the block path. The model's dropout
+ * generator (randomSourceOf, shared by LoRA and the base model) is rewound for the
+ * recomputation so that it draws the same masks. A causal LM's loss also
  * computes half as many logits at a time. Returns the block count.
  */
 export function enableGradientCheckpointing(model: Module): number {
@@ -192,10 +193,10 @@ export function enableGradientCheckpointing(model: Module): number {
     const params = named.filter(([key]) => `.${key}`.includes(`.${path}.`)).map(([, t]) => t);
     const original = block.forward.bind(block);
     block.forward = (x: Tensor, ...rest: never[]): Tensor => {
-      const dropout = findLoraState(model)?.dropout ?? null;
+      const dropout = randomSourceOf(model);
       const before = dropout?.rng?.state() ?? null;
       const rewind = () => {
-        if (dropout === null || dropout.rng === null || before === null) return;
+        if (dropout.rng === null || before === null) return;
         const after = dropout.rng.state();
         dropout.rng = Rng.fromState(before);
         const rng = dropout.rng;

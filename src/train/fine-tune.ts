@@ -3,6 +3,7 @@
 import { existsSync, rmSync } from "node:fs";
 import { formatValue } from "../engine/format-value.js";
 import { makeFolder } from "../io/folders.js";
+import { randomSourceOf } from "../nn/random-source.js";
 import { join } from "node:path";
 import type { Tensor } from "../engine/index.js";
 import { BatchIterator, type Batch } from "../data/batches.js";
@@ -11,7 +12,6 @@ import { decodeToFloat32 } from "../io/dtypes.js";
 import { readSafetensors, writeSafetensors } from "../io/safetensors.js";
 import { ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE, saveAdapter } from "../lora/adapter-io.js";
 import { trainableAdapterParameters } from "../lora/adapters.js";
-import { findLoraState } from "../lora/state.js";
 import { Rng, type RngState } from "../engine/random.js";
 import type { CausalLM } from "../models/types.js";
 import { batchLoss, countTargets, evaluateLossInterruptible } from "../eval/loss.js";
@@ -59,7 +59,7 @@ export interface FineTuneOptions {
   resume?: boolean;
   seed: number;
   gradientCheckpointing?: boolean;
-  /** The generator saved in checkpoints. Default: the model's LoRA dropout generator. */
+  /** The generator saved in checkpoints. Default: the model's dropout generator (dropoutRng). */
   rng?: StatefulRng;
   /** Run settings stored in checkpoints and compared on resume. */
   settings?: Record<string, unknown>;
@@ -163,15 +163,16 @@ class IteratorSource implements BatchSource<Batch> {
 }
 
 /**
- * Returns the model's LoRA dropout generator as a StatefulRng. Restoring replaces the generator
- * with one rebuilt from the saved state, so that later draws continue the interrupted run's.
+ * Returns the model's dropout generator (randomSourceOf, which LoRA's and the base model's
+ * dropout share) as a StatefulRng. Restoring replaces the generator with one rebuilt from the
+ * saved state, so that later draws continue the interrupted run's.
  */
-export function loraDropoutRng(model: CausalLM): StatefulRng {
-  const source = findLoraState(model)?.dropout ?? null;
+export function dropoutRng(model: CausalLM): StatefulRng {
+  const source = randomSourceOf(model);
   return {
-    state: () => source?.rng?.state() ?? null,
+    state: () => source.rng?.state() ?? null,
     setState: (state) => {
-      if (source !== null && state !== null) source.rng = Rng.fromState(state as RngState);
+      if (state !== null) source.rng = Rng.fromState(state as RngState);
     },
   };
 }
@@ -293,7 +294,7 @@ export async function fineTune(options: FineTuneOptions): Promise<FineTuneResult
         : new CheckpointStore(join(outDir, "checkpoints"), options.keepCheckpoints ?? 2),
     checkpointParts: checkpointParts(model, named, optimizer),
     resume: options.resume ?? false,
-    rng: options.rng ?? loraDropoutRng(model),
+    rng: options.rng ?? dropoutRng(model),
     settings: options.settings,
     signal: options.signal,
     onStep:

@@ -1,7 +1,7 @@
 // The training API: fineTune for a whole run, trainLoop for custom loops, and their parts.
 export {
   fineTune,
-  loraDropoutRng,
+  dropoutRng,
   OPTIMIZER_FILE,
   type FineTuneOptions,
   type FineTuneResult,

@@ -1,5 +1,5 @@
-// `tslora train` prints a note when config.json sets dropout for the base model itself, which
-// training here does not apply, and prints none when the config sets no dropout.
+// The base model's dropout rates: parsed from config.json with transformers' defaults, and
+// listed by `tslora train` when any is above 0.
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -7,7 +7,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
 import { fileURLToPath } from "node:url";
-import { baseModelDropouts } from "../../src/models/config-fields.js";
+import { readModelConfig, type ModelConfig } from "../../src/io/config.js";
+import { createModel } from "../../src/models/index.js";
 import { fixture } from "../helpers/fixtures.js";
 
 const mainModule = fileURLToPath(new URL("../../src/cli/main.js", import.meta.url));
@@ -27,16 +28,32 @@ function train(modelDir: string, out: string): string {
   return result.stderr;
 }
 
-test("nonzero dropout rates listed", () => {
-  const raw = { resid_pdrop: 0.1, embd_pdrop: 0, attn_pdrop: 0.1, attention_dropout: "x" };
-  assert.deepEqual(baseModelDropouts(raw), [
-    { key: "resid_pdrop", rate: 0.1 },
-    { key: "attn_pdrop", rate: 0.1 },
-  ]);
-  assert.deepEqual(baseModelDropouts({ attention_dropout: 0.0 }), []);
+/** Returns the config of a tiny GPT-2 with `extra` fields, read as a config.json file. */
+function gpt2Config(extra: Record<string, unknown>): ModelConfig {
+  const dir = mkdtempSync(join(root, "gpt2-"));
+  const sizes = { vocab_size: 8, n_embd: 4, n_layer: 1, n_head: 1, n_positions: 8 };
+  writeFileSync(
+    join(dir, "config.json"),
+    JSON.stringify({ model_type: "gpt2", ...sizes, ...extra }),
+  );
+  return readModelConfig(dir);
+}
+
+test("dropout rates with defaults", () => {
+  const model = createModel(gpt2Config({ resid_pdrop: 0.2 }));
+  assert.deepEqual(model.dropoutRates, { embd_pdrop: 0.1, resid_pdrop: 0.2, attn_pdrop: 0.1 });
+  model.dispose();
+  assert.throws(
+    () => createModel(gpt2Config({ attn_pdrop: 1 })),
+    /gpt2 config: "attn_pdrop" must be a dropout rate in \[0, 1\), got 1/,
+  );
+  assert.throws(
+    () => createModel(gpt2Config({ embd_pdrop: "0.1" })),
+    /"embd_pdrop" must be a number/,
+  );
 });
 
-test("train notes base dropout", () => {
+test("train lists base dropout", () => {
   const modelDir = join(root, "with-dropout");
   cpSync(fixture("models/stories260K"), modelDir, { recursive: true });
   const configPath = join(modelDir, "config.json");
@@ -44,7 +61,7 @@ test("train notes base dropout", () => {
   writeFileSync(configPath, JSON.stringify({ ...config, attention_dropout: 0.1 }));
 
   const noted = train(modelDir, join(root, "run-dropout"));
-  assert.match(noted, /^note: config\.json sets attention_dropout 0\.1; tslora trains/m);
+  assert.match(noted, /^base model dropout in training: attention_dropout 0\.1 \(from config/m);
   const quiet = train(fixture("models/stories260K"), join(root, "run-plain"));
-  assert.doesNotMatch(quiet, /base model's own dropout/);
+  assert.doesNotMatch(quiet, /base model dropout/);
 });

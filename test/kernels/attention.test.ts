@@ -11,6 +11,7 @@ import {
   type AttentionDims,
   type AttentionKernel,
 } from "../../src/kernels/bindings/attention.js";
+import { philox4x32, Rng, type RngStream } from "../../src/engine/random.js";
 import { setThreads } from "../../src/kernels/pool.js";
 import {
   attentionBackwardRef,
@@ -245,6 +246,72 @@ test("tiled dv sums to the sum of dout", () => {
     for (let s = 0; s < c.S; s++) got += dv[s * c.D + d];
     assert.ok(Math.abs(got - want) < 1e-4, `column ${d}: sum of dv ${got}, sum of dout ${want}`);
   }
+});
+
+/** Returns the dropout factors that the kernels draw from `stream` for n probabilities. */
+function dropFactors(stream: RngStream, n: number, p: number): Float64Array {
+  const factors = new Float64Array(n);
+  const block = new Uint32Array(4);
+  const base = stream.counterHi * 2 ** 32 + stream.counterLo;
+  const threshold = Math.ceil(p * 2 ** 24);
+  for (let i = 0; i < n; i++) {
+    const counter = base + Math.floor(i / 4);
+    const words: [number, number, number, number] = [
+      counter % 2 ** 32,
+      Math.floor(counter / 2 ** 32),
+      0,
+      0,
+    ];
+    philox4x32(words, [stream.key0, stream.key1], block);
+    factors[i] = block[i % 4] >>> 8 >= threshold ? 1 / (1 - p) : 0;
+  }
+  return factors;
+}
+
+test("tiled attention dropout matches reference", () => {
+  const p = 0.3;
+  const dropCases: Case[] = [
+    { B: 2, H: 4, Hkv: 2, T: 21, S: 21, D: 16, causal: true, alibi: true, mask: true },
+    { B: 1, H: 2, Hkv: 1, T: 5, S: 9, D: 8, causal: true, alibi: false, mask: false },
+    { B: 1, H: 3, Hkv: 3, T: 60, S: 60, D: 33, causal: false, alibi: false, mask: true },
+  ];
+  for (const threads of [1, 2]) {
+    setThreads(threads);
+    dropCases.forEach((c, i) => {
+      const prepared = prepare(c, 800 + i * 10);
+      const n = c.B * c.H * c.T * c.S;
+      const stream = new Rng(31 + i).reserve(n);
+      prepared.dims.dropout = { p, stream };
+      const factors = dropFactors(stream, n, p);
+      prepared.ref.dropFactors = factors;
+      const dropped = factors.filter((f) => f === 0).length;
+      assert.ok(dropped > 0.2 * n && dropped < 0.4 * n, `case ${i}: ${dropped} of ${n} dropped`);
+
+      const fwd = runForward(prepared);
+      const q = prepared.q.f32();
+      const k = prepared.k.f32();
+      const v = prepared.v.f32();
+      const expected = attentionRef(q, k, v, prepared.ref);
+      assertClose(fwd.out.f32(), expected, { atol: 2e-6, rtol: 1e-5, what: `out ${label(c)}` });
+
+      const dout = Tensor.from(randomArray(prepared.q.size, 900 + i), prepared.q.shape);
+      const got = runBackward(prepared, fwd, dout);
+      const want = attentionBackwardRef(q, k, v, dout.f32(), prepared.ref);
+      const tol = { atol: 1e-5, rtol: 1e-4 };
+      assertClose(got.dq, want.dq, { ...tol, what: `dq ${label(c)}` });
+      assertClose(got.dk, want.dk, { ...tol, what: `dk ${label(c)}` });
+      assertClose(got.dv, want.dv, { ...tol, what: `dv ${label(c)}` });
+    });
+  }
+});
+
+test("attention dropout needs the tiled kernels", () => {
+  const dims: AttentionDims = {
+    ...{ B: 1, H: 1, Hkv: 1, T: 4, S: 4, D: 8, scale: 1, causal: true, keyMask: 0, slopes: 0 },
+    dropout: { p: 0.1, stream: new Rng(1).reserve(16) },
+  };
+  assert.equal(attentionKernel(dims), "tiled");
+  assert.throws(() => attentionKernel({ ...dims, kernel: "rows" }), /row kernels apply no dropout/);
 });
 
 for (const kernel of KERNELS)

@@ -6,6 +6,7 @@ import {
   attentionForwardF32,
   type AttentionDims,
 } from "../../kernels/bindings/attention.js";
+import type { Rng } from "../random.js";
 import { record } from "../tape.js";
 import { formatShape, Tensor } from "../tensor.js";
 import { expectDtype, expectRank } from "./check.js";
@@ -29,6 +30,12 @@ export interface AttentionOptions {
    * place saves copying the cached prefix at every decoding step. Backward requires S = capacity.
    */
   keyLength?: number;
+  /**
+   * Attention dropout in training: each probability is zeroed with probability p and the rest
+   * are scaled by 1 / (1 - p), as torch's attention dropout does. The mask comes from `rng`'s
+   * counter stream and backward regenerates it. Left out or p = 0: no dropout.
+   */
+  dropout?: { p: number; rng: Rng };
 }
 
 /**
@@ -52,6 +59,9 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOption
     const slopes = Tensor.from(opts.alibiSlopes, [H], "f32");
     dims.slopes = slopes.offset;
     keep.push(slopes);
+  }
+  if (opts.dropout !== undefined && opts.dropout.p > 0) {
+    dims.dropout = { p: opts.dropout.p, stream: opts.dropout.rng.reserve(B * H * T * S) };
   }
 
   const out = Tensor.empty(q.shape);
@@ -155,6 +165,10 @@ function checkAttention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions)
     );
   }
 
+  const p = opts.dropout?.p ?? 0;
+  if (!(p >= 0 && p < 1)) {
+    throw new Error(`attention: dropout probability must be in [0, 1), got ${p}`);
+  }
   const scale = opts.scale ?? 1 / Math.sqrt(D);
   if (!Number.isFinite(scale)) {
     throw new Error(`attention: scale must be a finite number, got ${scale}`);

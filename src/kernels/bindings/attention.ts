@@ -2,6 +2,7 @@
 // wasm/attention-backward.ts, and the blocked-product ones in wasm/attention-tiled.ts. Offsets
 // are bytes into the shared memory; 0 means "absent" for the optional keyMask and slopes.
 // Callers check shapes and dtypes.
+import type { RngStream } from "../../engine/random.js";
 import { getPool } from "../pool.js";
 import { getRuntime } from "../runtime.js";
 import { GEMM_SERIAL_MADDS, warmUpGemm } from "./gemm.js";
@@ -39,6 +40,11 @@ export interface AttentionDims {
    * Without it attentionKernel() picks by T. Forward and backward must use the same.
    */
   kernel?: AttentionKernel;
+  /**
+   * Dropout of the attention probabilities: each is zeroed with probability p, else scaled by
+   * 1 / (1 - p), with masks drawn from `stream` (B·H·T·S words). Only the tiled kernels apply it.
+   */
+  dropout?: { p: number; stream: RngStream };
 }
 
 export type AttentionKernel = "tiled" | "rows";
@@ -49,9 +55,28 @@ export type AttentionKernel = "tiled" | "rows";
  */
 export const TILED_MIN_QUERIES = 16;
 
-/** Returns the kernels that run for `d`: d.kernel if set, else "tiled" from TILED_MIN_QUERIES rows. */
+/**
+ * Returns the kernels that run for `d`: d.kernel if set, else "tiled" from TILED_MIN_QUERIES rows
+ * or with dropout.
+ */
 export function attentionKernel(d: AttentionDims): AttentionKernel {
-  return d.kernel ?? (d.T >= TILED_MIN_QUERIES ? "tiled" : "rows");
+  if (d.kernel === "rows" && d.dropout !== undefined) {
+    throw new Error("attention: the row kernels apply no dropout; use the tiled kernels");
+  }
+  return d.kernel ?? (d.T >= TILED_MIN_QUERIES || d.dropout !== undefined ? "tiled" : "rows");
+}
+
+/** Returns the tiled kernels' dropout arguments: threshold, kept scale, key and counter. */
+function dropoutArgs(d: AttentionDims): number[] {
+  if (d.dropout === undefined || d.dropout.p === 0) return [0, 1, 0, 0, 0, 0];
+  const { p, stream } = d.dropout;
+  if (!(p > 0 && p < 1)) {
+    throw new Error(`attention: dropout probability must be in [0, 1), got ${p}`);
+  }
+  // Keep element i when (word >>> 8) / 2^24 >= p, as the dropout kernel decides.
+  const threshold = Math.ceil(p * 16777216);
+  const { key0, key1, counterLo, counterHi } = stream;
+  return [threshold, 1 / (1 - p), key0, key1, counterLo, counterHi];
 }
 
 /**
@@ -89,7 +114,7 @@ export function attentionForwardF32(
     withKernelScratch(bytes, threads, (scratch, stride) => {
       pool.run(
         "attentionForwardTiledF32",
-        [q, k, v, out, lse, d.keyMask, d.slopes, scratch, stride, ...sizes],
+        [q, k, v, out, lse, d.keyMask, d.slopes, scratch, stride, ...sizes, ...dropoutArgs(d)],
         threads,
       );
     });
@@ -141,6 +166,7 @@ export function attentionBackwardF32(
         "attentionBackwardTiledF32",
         [q, k, v, out, dout, lse, delta, dq, dk, dv, d.keyMask, d.slopes, scratch, stride].concat(
           sizes,
+          dropoutArgs(d),
           [needKeyValue ? 1 : 0],
         ),
         threads,

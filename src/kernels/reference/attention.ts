@@ -15,6 +15,11 @@ export interface AttentionRefOptions {
   keyMask?: ArrayLike<number>;
   /** [H]: adds slopes[h] * s to the score of key s. */
   slopes?: ArrayLike<number>;
+  /**
+   * [B, H, T, S] dropout factors (0, or 1 / (1 - p) for a kept probability) that multiply the
+   * probabilities before they weight v.
+   */
+  dropFactors?: ArrayLike<number>;
 }
 
 /** Returns the probabilities [B, H, T, S] (rows with no visible key are all zero). */
@@ -72,7 +77,7 @@ export function attentionRef(
       for (let t = 0; t < T; t++) {
         const row = (b * H + h) * T + t;
         for (let s = 0; s < S; s++) {
-          const p = probs[row * S + s];
+          const p = probs[row * S + s] * (o.dropFactors?.[row * S + s] ?? 1);
           for (let d = 0; d < D; d++) out[row * D + d] += p * v[((b * Hkv + kvh) * S + s) * D + d];
         }
       }
@@ -100,23 +105,24 @@ export function attentionBackwardRef(
       const kvh = Math.floor(h / (H / Hkv));
       for (let t = 0; t < T; t++) {
         const row = (b * H + h) * T + t;
-        // dP = dout vᵀ, dS = P * (dP - rowsum(P * dP)).
+        // dP = (dout vᵀ) * factors, dS = P * (dP - rowsum(P * dP)).
         let rowDot = 0;
         for (let s = 0; s < S; s++) {
           let acc = 0;
           for (let d = 0; d < D; d++)
             acc += dout[row * D + d] * v[((b * Hkv + kvh) * S + s) * D + d];
-          dp[s] = acc;
-          rowDot += probs[row * S + s] * acc;
+          dp[s] = acc * (o.dropFactors?.[row * S + s] ?? 1);
+          rowDot += probs[row * S + s] * dp[s];
         }
         for (let s = 0; s < S; s++) {
           const p = probs[row * S + s];
+          const kept = p * (o.dropFactors?.[row * S + s] ?? 1);
           const ds = p * (dp[s] - rowDot) * scale;
           const kv = ((b * Hkv + kvh) * S + s) * D;
           for (let d = 0; d < D; d++) {
             dq[row * D + d] += ds * k[kv + d];
             dk[kv + d] += ds * q[row * D + d];
-            dv[kv + d] += p * dout[row * D + d];
+            dv[kv + d] += kept * dout[row * D + d];
           }
         }
       }

@@ -11,6 +11,11 @@
 // forward scores bitwise. Forward deals (head, block) items to the threads. Backward gives each
 // thread whole KV heads, because dK and dV sum over every query row of the head's group. Either
 // way no result depends on the thread count.
+//
+// Training may drop attention probabilities as torch's attention dropout does: each kept one
+// is scaled by 1 / (1 - p). The mask of element (b, h, t, s) is word i % 4 of the Philox block
+// at counter + i / 4, with i = ((b * H + h) * T + t) * S + s, as wasm/dropout.ts draws its
+// masks, so backward regenerates it.
 import {
   B,
   D,
@@ -30,6 +35,7 @@ import {
 } from "./attention-common";
 import { gemmRange, gemmRangeWorkBytes } from "./gemm";
 import { DTYPE_F32 } from "./gemm-pack";
+import { philoxBlock } from "./philox";
 import { dotF32, expF32, expF32x4, expShiftSumF32, rowMaxF32 } from "./simdmath";
 
 /**
@@ -40,12 +46,61 @@ import { dotF32, expF32, expF32x4, expShiftSumF32, rowMaxF32 } from "./simdmath"
 const QUERY_BLOCK: i32 = 48;
 
 /**
- * Returns the scratch bytes one thread needs: gemmRange's packing space and one (forward) or two
- * (backward) QUERY_BLOCK x keys f32 blocks.
+ * Returns the scratch bytes one thread needs: gemmRange's packing space, one (forward) or two
+ * (backward) QUERY_BLOCK x keys f32 blocks, a row of keys dropout factors and one Philox block.
  */
 export function attentionTiledScratchBytes(keys: i32, backward: i32): usize {
   const blocks: usize = backward != 0 ? 2 : 1;
-  return gemmRangeWorkBytes() + ((blocks * <usize>QUERY_BLOCK * <usize>keys) << 2);
+  const rows = blocks * <usize>QUERY_BLOCK + 1;
+  return gemmRangeWorkBytes() + ((rows * <usize>keys) << 2) + 16;
+}
+
+// Attention dropout of the current call, per thread like attention-common.ts: keep an element
+// when the top 24 bits of its word are >= threshold (0 = no dropout), and scale it by keepScale.
+let threshold: u32 = 0;
+let keepScale: f32 = 1;
+let key0: u32 = 0;
+let key1: u32 = 0;
+let counterBase: u64 = 0;
+
+function setDropout(drop: u32, scaleKept: f32, k0: u32, k1: u32, lo: u32, hi: u32): void {
+  threshold = drop;
+  keepScale = scaleKept;
+  key0 = k0;
+  key1 = k1;
+  counterBase = (<u64>hi << 32) | <u64>lo;
+}
+
+/**
+ * Writes the dropout factor (0 or keepScale) of elements [0, end) of score row `row` (the row
+ * index (b * H + h) * T + t) to `factors`. `words` is 16 bytes of scratch.
+ */
+function dropoutFactors(row: i32, end: i32, factors: usize, words: usize): void {
+  const first = <u64>row * <u64>S;
+  let block: u64 = <u64>-1;
+  for (let s = 0; s < end; s++) {
+    const index = first + <u64>s;
+    if (index >> 2 != block) {
+      block = index >> 2;
+      const counter = counterBase + block;
+      philoxBlock(<u32>counter, <u32>(counter >> 32), key0, key1, words);
+    }
+    const word = load<u32>(words + ((<usize>(index & 3)) << 2));
+    store<f32>(factors + ((<usize>s) << 2), (word >>> 8) >= threshold ? keepScale : 0);
+  }
+}
+
+/** Multiplies row[s] by factors[s] for s in [0, end). */
+function scaleByFactors(row: usize, factors: usize, end: i32): void {
+  let s = 0;
+  for (; s + 4 <= end; s += 4) {
+    const o = (<usize>s) << 2;
+    v128.store(row + o, f32x4.mul(v128.load(row + o), v128.load(factors + o)));
+  }
+  for (; s < end; s++) {
+    const o = (<usize>s) << 2;
+    store<f32>(row + o, load<f32>(row + o) * load<f32>(factors + o));
+  }
 }
 
 /** Returns the number of keys that query rows [t0, t0 + rows) read: up to the last row's. */
@@ -56,7 +111,9 @@ function blockEnd(t0: i32, rows: i32): i32 {
 
 /**
  * Attention forward, as attentionForwardF32 computes it, with the same arguments except
- * `scratch`: nt slices of `scratchStride` bytes, each attentionTiledScratchBytes(keys, 0).
+ * `scratch`: nt slices of `scratchStride` bytes, each attentionTiledScratchBytes(keys, 0), and
+ * the dropout of the probabilities: `dropThreshold` (ceil(p * 2^24), 0 for none), `keptScale`
+ * (1 / (1 - p)) and the Philox key and first counter.
  */
 export function attentionForwardTiledF32(
   q: usize,
@@ -77,12 +134,21 @@ export function attentionForwardTiledF32(
   headSize: i32,
   scale: f32,
   causal: i32,
+  dropThreshold: u32,
+  keptScale: f32,
+  dropKey0: u32,
+  dropKey1: u32,
+  counterLo: u32,
+  counterHi: u32,
   tid: i32,
   nt: i32,
 ): void {
   setGeometry(batch, heads, kvHeads, queries, keys, headSize, scale, causal, keyMask, slopes);
+  setDropout(dropThreshold, keptScale, dropKey0, dropKey1, counterLo, counterHi);
   const work = scratch + <usize>tid * scratchStride;
   const probs = work + gemmRangeWorkBytes();
+  const factors = probs + ((<usize>QUERY_BLOCK * <usize>S) << 2);
+  const words = factors + ((<usize>S) << 2);
   const rowBytes = (<usize>D) << 2;
   const blocks = (T + QUERY_BLOCK - 1) / QUERY_BLOCK;
   const items = B * H * blocks;
@@ -105,7 +171,12 @@ export function attentionForwardTiledF32(
       0, end, D, 0, work);
     for (let i = 0; i < rows; i++) {
       const row = probs + ((<usize>(i * S)) << 2);
-      softmaxRow(row, b, slope, visibleEnd(t0 + i), end, lse + ((<usize>(r0 + i)) << 2));
+      const rowEnd = visibleEnd(t0 + i);
+      softmaxRow(row, b, slope, rowEnd, end, lse + ((<usize>(r0 + i)) << 2));
+      if (threshold != 0) {
+        dropoutFactors(r0 + i, rowEnd, factors, words);
+        scaleByFactors(row, factors, rowEnd);
+      }
     }
     // out[t0 + i] = probs[i] · v.
     gemmRange(probs, S, 1, v + kv, D, 1, DTYPE_F32, out + <usize>r0 * rowBytes, D, 1, 0, rows,
@@ -152,7 +223,7 @@ function softmaxRow(row: usize, b: i32, slope: f32, rowEnd: i32, end: i32, lseAt
 /**
  * Attention backward, as attentionBackwardF32 computes it: dq, delta and, when needKeyValue is
  * 1, dk and dv (else they are left untouched). `scratch`: nt slices of `scratchStride` bytes,
- * each attentionTiledScratchBytes(keys, 1).
+ * each attentionTiledScratchBytes(keys, 1). The dropout arguments are the forward call's.
  */
 export function attentionBackwardTiledF32(
   q: usize,
@@ -177,14 +248,23 @@ export function attentionBackwardTiledF32(
   headSize: i32,
   scale: f32,
   causal: i32,
+  dropThreshold: u32,
+  keptScale: f32,
+  dropKey0: u32,
+  dropKey1: u32,
+  counterLo: u32,
+  counterHi: u32,
   needKeyValue: i32,
   tid: i32,
   nt: i32,
 ): void {
   setGeometry(batch, heads, kvHeads, queries, keys, headSize, scale, causal, keyMask, slopes);
+  setDropout(dropThreshold, keptScale, dropKey0, dropKey1, counterLo, counterHi);
   const work = scratch + <usize>tid * scratchStride;
   const probs = work + gemmRangeWorkBytes();
   const grads = probs + ((<usize>QUERY_BLOCK * <usize>S) << 2);
+  const factors = grads + ((<usize>QUERY_BLOCK * <usize>S) << 2);
+  const words = factors + ((<usize>S) << 2);
   const rowBytes = (<usize>D) << 2;
   const units = B * Hkv;
   for (let unit = tid; unit < units; unit += nt) {
@@ -213,10 +293,18 @@ export function attentionBackwardTiledF32(
         for (let i = 0; i < rows; i++) {
           const offset = (<usize>(i * S)) << 2;
           const r = r0 + i;
-          gradientRow(probs + offset, grads + offset, b, slope, visibleEnd(t0 + i), end,
+          const rowEnd = visibleEnd(t0 + i);
+          // With dropout, dout·vᵀ is the gradient of the kept probabilities: the factors turn
+          // it into dp, and the kept probabilities replace P for dv.
+          if (threshold != 0) {
+            dropoutFactors(r, rowEnd, factors, words);
+            scaleByFactors(grads + offset, factors, rowEnd);
+          }
+          gradientRow(probs + offset, grads + offset, b, slope, rowEnd, end,
             load<f32>(lse + ((<usize>r) << 2)), load<f32>(delta + ((<usize>r) << 2)));
+          if (threshold != 0) scaleByFactors(probs + offset, factors, rowEnd);
         }
-        // dq = dS·k; dk += dSᵀ·q; dv += Pᵀ·dout.
+        // dq = dS·k; dk += dSᵀ·q; dv += Pᵀ·dout (P with dropout applied).
         gemmRange(grads, S, 1, k + kv, D, 1, DTYPE_F32, dq + at, D, 1, 0, rows, 0, D, end, 0,
           work);
         if (needKeyValue == 0) continue;

@@ -1,40 +1,11 @@
 // Inverted dropout driven by the counter-based Philox4x32-10 generator (see engine/random.ts).
 // Element i uses word i % 4 of the block at counter + i / 4, so the mask depends only on the
 // generator state and the element index, never on how the work is split across threads.
+import { philoxBlock } from "./philox";
 import { partStart, partEnd } from "./split";
-
-@inline
-function mulHi(a: u32, b: u32): u32 {
-  return <u32>((<u64>a * <u64>b) >> 32);
-}
 
 // The four output words of the current block, one static slot of 16 bytes per thread (tid < 256).
 const BLOCK_SLOTS = memory.data(16 * 256);
-
-/** Writes Philox4x32-10 of counter (lo, hi, 0, 0) and key (k0, k1) to out[0..3]. */
-@inline
-function philoxBlock(lo: u32, hi: u32, k0: u32, k1: u32, out: usize): void {
-  let c0 = lo;
-  let c1 = hi;
-  let c2: u32 = 0;
-  let c3: u32 = 0;
-  for (let round = 0; round < 10; round++) {
-    const hi0 = mulHi(0xd2511f53, c0);
-    const lo0 = <u32>0xd2511f53 * c0;
-    const hi1 = mulHi(0xcd9e8d57, c2);
-    const lo1 = <u32>0xcd9e8d57 * c2;
-    c0 = hi1 ^ c1 ^ k0;
-    c1 = lo1;
-    c2 = hi0 ^ c3 ^ k1;
-    c3 = lo0;
-    k0 += 0x9e3779b9;
-    k1 += 0xbb67ae85;
-  }
-  store<u32>(out, c0);
-  store<u32>(out, c1, 4);
-  store<u32>(out, c2, 8);
-  store<u32>(out, c3, 12);
-}
 
 /**
  * out[i] = x[i] * (scale when (word_i >>> 8) >= threshold, else 0) for i in [0, n). threshold is
