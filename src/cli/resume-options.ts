@@ -5,6 +5,7 @@
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { TRAIN_CONFIG_FILE } from "../train/run-folder.js";
+import { resolveRunPath } from "./run-config.js";
 import { parseCommandLine, TRAIN_OPTIONS, UsageError } from "./train-options.js";
 
 /** The command line with the run's settings added, and where they came from. */
@@ -69,11 +70,17 @@ export function withRunSettings(argv: readonly string[]): ResumeArguments {
   for (const [option, value] of runOptions(settings, given)) {
     if (given.has(option) || value === undefined || value === null) continue;
     if (typeof value === "boolean") added.push(value ? `--${option}` : `--no-${option}`);
-    else added.push(`--${option}`, String(value));
+    else if (PATH_OPTIONS.has(option)) {
+      // A relative path is relative to the folder the run was started in.
+      added.push(`--${option}`, resolveRunPath(String(value), settings.workingDirectory));
+    } else added.push(`--${option}`, String(value));
     taken.push(option);
   }
   return { argv: [...argv, ...added], taken, path };
 }
+
+// Options whose value may be a path relative to the folder the run was started in.
+const PATH_OPTIONS = new Set(["model", "data", "val-data"]);
 
 // The command-line option behind each setting that train_config.json records.
 function runOptions(settings: Record<string, unknown>, given: ReadonlySet<string>) {

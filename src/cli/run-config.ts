@@ -234,7 +234,15 @@ function isPathOption(option: string): boolean {
  * it and the path exists there (a Hub dataset id does not).
  */
 function runPath(config: RunConfig, saved: string): string {
-  const folder = config.settings.workingDirectory;
+  return resolveRunPath(saved, config.settings.workingDirectory);
+}
+
+/**
+ * Returns `saved` resolved against `workingDirectory` (train_config.json's record of the folder
+ * train ran in) when it is relative and exists there, else `saved` unchanged.
+ */
+export function resolveRunPath(saved: string, workingDirectory: unknown): string {
+  const folder = workingDirectory;
   if (isAbsolute(saved) || typeof folder !== "string") return saved;
   const resolved = resolve(folder, saved);
   return existsSync(resolved) ? resolved : saved;

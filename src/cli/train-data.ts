@@ -239,10 +239,16 @@ export function tokenizeSplit(
 /**
  * Returns a note with the count of input tokens that are the tokenizer's unknown token, or ""
  * when none are. Text the vocabulary cannot spell (other scripts, emoji) trains on that token.
+ * No count is given when the unknown token is also BOS or EOS, as in GPT-2, where
+ * `<|endoftext|>` is both: the count would be the markers the examples carry, and a byte-level
+ * vocabulary spells any text. Padding is added per batch, so an unknown token that is also the
+ * padding token (as in many Llama tokenizers) is still counted.
  */
 function unknownTokens(examples: readonly TokenizedExample[], tokenizer: TextTokenizer): string {
   const unk = tokenizer.unkTokenId;
   if (unk === undefined || unk === null) return "";
+  const markers = [tokenizer.bosTokenId, ...tokenizer.eosTokenIds];
+  if (markers.includes(unk)) return "";
   let count = 0;
   let total = 0;
   for (const example of examples) {

@@ -140,6 +140,16 @@ test("the set line counts unknown tokens", async () => {
   assert.doesNotMatch(plain, /<unk>/);
 });
 
+test("the set line counts no GPT-2 end-of-text marker as unknown", async () => {
+  const tokenizer = await loadTokenizer(fixture("tokenizers/gpt2"));
+  assert.equal(tokenizer.unkTokenId, tokenizer.eosTokenId);
+  const samples: Sample[] = [{ kind: "text", text: "Tom saw a cat.", group: "a", origin: "a" }];
+  const options = { maxLength: 64, maskPrompt: false, template: undefined };
+  const { line } = tokenizeSplit("train", samples, tokenizer, options);
+  assert.match(line, /^train set: 1 example, /);
+  assert.doesNotMatch(line, /<\|endoftext\|>/);
+});
+
 test("a run's relative --data resolves against its working folder", () => {
   const runFolder = join(work, "started-here");
   mkdirSync(join(runFolder, "d"), { recursive: true });
