@@ -170,7 +170,17 @@ export async function runEval(argv: readonly string[]): Promise<number> {
   if (runSettings?.line) print(runSettings.line);
   if (quantizeLine !== null) print(quantizeLine);
   if (dtypeLine !== null) print(dtypeLine);
-  print(`data: ${files.join(" and ")}, split ${split}: ${samples.length} samples`);
+  // A held-out share of a file that is not the run's training data is seldom what is wanted,
+  // so say how to score all of it.
+  const heldOut =
+    split === "validation" &&
+    !given.has("split") &&
+    splits.validationSource === splits.source.description &&
+    runSettings?.runData !== true;
+  const hint = heldOut
+    ? ` (the ${values["val-fraction"]} share held out of --data; --split all scores all of it)`
+    : "";
+  print(`data: ${files.join(" and ")}, split ${split}: ${samples.length} samples${hint}`);
 
   const maxLength = resolveMaxLength("eval", dir, values);
   const tokenized = tokenizeSplit(split, samples, tokenizer, {

@@ -257,16 +257,19 @@ function sameSetting(option: string, given: unknown, saved: unknown): boolean {
 
 /**
  * Fills the split settings that the command line left out with the run's values, in place.
- * Returns the options taken from the run and a line that names them with their values (null
- * when none were taken). Warns once about the options given with a value other than the run's.
+ * Returns the options taken from the run, a line that names them with their values (null when
+ * none were taken), and whether --data is the run's. Warns once about the options given with a
+ * value other than the run's.
  */
 export function applyRunSplitSettings(
   config: RunConfig,
   values: OptionValues,
   given: ReadonlySet<string>,
   warn: Warn,
-): { takenOptions: Set<string>; line: string | null } {
+): { takenOptions: Set<string>; line: string | null; runData: boolean } {
   const takenOptions = new Set<string>();
+  // Whether the scored --data is the run's own, taken from the file or given equal to it.
+  let runData = false;
   const takenText: string[] = [];
   const differing: string[] = [];
   for (const setting of SPLIT_SETTINGS) {
@@ -283,6 +286,7 @@ export function applyRunSplitSettings(
     }
     if (given.has(setting.option)) {
       const value = values[setting.option];
+      if (setting.option === "data") runData = sameSetting("data", value, saved);
       if (!sameSetting(setting.option, value, saved)) {
         differing.push(
           `${formatOption(setting.option, value)} (run: ${formatOption(setting.option, saved)})`,
@@ -292,6 +296,7 @@ export function applyRunSplitSettings(
     }
     values[setting.option] = saved === null ? undefined : (saved as string | number | boolean);
     takenOptions.add(setting.option);
+    if (setting.option === "data") runData = true;
     if (saved !== null) takenText.push(formatOption(setting.option, saved));
   }
   if (differing.length > 0) {
@@ -303,5 +308,5 @@ export function applyRunSplitSettings(
   }
   const line =
     takenText.length === 0 ? null : `settings from ${config.path}: ${takenText.join(", ")}`;
-  return { takenOptions, line };
+  return { takenOptions, line, runData };
 }

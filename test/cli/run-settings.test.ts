@@ -149,7 +149,10 @@ describe("eval with a run folder", () => {
     assert.equal(result.status, 0, result.stderr);
     assert.doesNotMatch(result.stdout, /settings from/);
     // The eval defaults: seed 42 holds out another article, and --max-length is 512.
-    assert.match(result.stdout, /, split validation: 124 samples$/m);
+    assert.match(
+      result.stdout,
+      /, split validation: 124 samples \(the 0\.1 share held out of --data; --split all scores all of it\)$/m,
+    );
     assert.match(result.stdout, /truncated to 512 tokens/);
     assert.doesNotMatch(result.stderr, /warning/);
   });
@@ -178,7 +181,10 @@ describe("invalid train_config.json", () => {
     assert.equal(evaluated.status, 0, evaluated.stderr);
     assert.match(evaluated.stderr, configPattern);
     assert.doesNotMatch(evaluated.stdout, /settings from/);
-    assert.match(evaluated.stdout, /, split validation: 124 samples$/m);
+    assert.match(
+      evaluated.stdout,
+      /, split validation: 124 samples \(the 0\.1 share held out of --data; --split all scores all of it\)$/m,
+    );
 
     const generated = tslora(["generate", "--model", model, "--adapter", dir, "--prompt", "Once"]);
     assert.equal(generated.status, 0, generated.stderr);
