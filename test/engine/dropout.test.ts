@@ -21,6 +21,17 @@ test("dropout matches reference on odd sizes", () => {
   }
 });
 
+test("dropout matches reference across a 2^32 counter", () => {
+  // The kernel draws four blocks at a time; their counters carry into the high word here.
+  const n = 96;
+  const x = randomArray(n, 5);
+  const state = { seed: 2 ** 40 + 7, counter: 2 ** 32 - 6 };
+  const expected = new Float32Array(n);
+  dropoutRef(x, 0.5, Rng.fromState(state).reserve(n), expected);
+  const out = dropout(Tensor.from(x, [n]), 0.5, Rng.fromState(state), true);
+  assert.deepEqual(out.f32(), expected);
+});
+
 test("dropout keeps the expected fraction", () => {
   const n = 200000;
   const out = dropout(Tensor.full([n], 1), 0.3, new Rng(3), true).f32();

@@ -35,7 +35,7 @@ import {
 } from "./attention-common";
 import { gemmRange, gemmRangeWorkBytes } from "./gemm";
 import { DTYPE_F32 } from "./gemm-pack";
-import { philoxBlock } from "./philox";
+import { philoxBlocks4 } from "./philox";
 import { dotF32, expF32, expF32x4, expShiftSumF32, rowMaxF32 } from "./simdmath";
 
 /**
@@ -47,12 +47,12 @@ const QUERY_BLOCK: i32 = 48;
 
 /**
  * Returns the scratch bytes one thread needs: gemmRange's packing space, one (forward) or two
- * (backward) QUERY_BLOCK x keys f32 blocks, a row of keys dropout factors and one Philox block.
+ * (backward) QUERY_BLOCK x keys f32 blocks, a row of keys dropout factors and four Philox blocks.
  */
 export function attentionTiledScratchBytes(keys: i32, backward: i32): usize {
   const blocks: usize = backward != 0 ? 2 : 1;
   const rows = blocks * <usize>QUERY_BLOCK + 1;
-  return gemmRangeWorkBytes() + ((rows * <usize>keys) << 2) + 16;
+  return gemmRangeWorkBytes() + ((rows * <usize>keys) << 2) + 64;
 }
 
 // Attention dropout of the current call, per thread like attention-common.ts: keep an element
@@ -73,20 +73,21 @@ function setDropout(drop: u32, scaleKept: f32, k0: u32, k1: u32, lo: u32, hi: u3
 
 /**
  * Writes the dropout factor (0 or keepScale) of elements [0, end) of score row `row` (the row
- * index (b * H + h) * T + t) to `factors`. `words` is 16 bytes of scratch.
+ * index (b * H + h) * T + t) to `factors`. `words` is 64 bytes of scratch. The words come four
+ * blocks at a time, for the 16-element groups of the flat index that the row overlaps.
  */
 function dropoutFactors(row: i32, end: i32, factors: usize, words: usize): void {
   const first = <u64>row * <u64>S;
-  let block: u64 = <u64>-1;
-  for (let s = 0; s < end; s++) {
-    const index = first + <u64>s;
-    if (index >> 2 != block) {
-      block = index >> 2;
-      const counter = counterBase + block;
-      philoxBlock(<u32>counter, <u32>(counter >> 32), key0, key1, words);
+  const last = first + <u64>end;
+  for (let group = first & ~(<u64>15); group < last; group += 16) {
+    philoxBlocks4(counterBase + (group >> 2), key0, key1, words);
+    const from = max(group, first);
+    const to = min(group + 16, last);
+    for (let index = from; index < to; index++) {
+      const word = load<u32>(words + ((<usize>(index - group)) << 2));
+      const factor: f32 = (word >>> 8) >= threshold ? keepScale : 0;
+      store<f32>(factors + ((<usize>(index - first)) << 2), factor);
     }
-    const word = load<u32>(words + ((<usize>(index & 3)) << 2));
-    store<f32>(factors + ((<usize>s) << 2), (word >>> 8) >= threshold ? keepScale : 0);
   }
 }
 
