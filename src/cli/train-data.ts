@@ -34,9 +34,19 @@ export interface DataSource {
 export function resolveTemplate(value: string | undefined): PromptTemplate | undefined {
   if (value === undefined || value === "prompt-completion") return undefined;
   if (value === "squad") return parseTemplate(SQUAD_TEMPLATE);
+  // A shell passes '\n' as a backslash and an n; the template means a newline.
+  const source = unescapeTemplate(value);
+  // The learned text goes in {answer}, or in {completion} for prompt/completion records.
+  const hasAnswer = source.includes("{answer}");
+  const answerField = !hasAnswer && source.includes("{completion}") ? "completion" : "answer";
+  if (!hasAnswer && answerField === "answer") {
+    throw new UsageError(
+      `--template ${JSON.stringify(value)} has no {answer} or {completion} slot; the slot ` +
+        `marks where the learned text starts, so end the template with the field that holds it`,
+    );
+  }
   try {
-    // A shell passes '\n' as a backslash and an n; the template means a newline.
-    return parseTemplate(unescapeTemplate(value));
+    return parseTemplate(source, { answerField });
   } catch (err) {
     throw new UsageError(`--template: ${(err as Error).message}`);
   }

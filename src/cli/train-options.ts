@@ -87,7 +87,7 @@ const DATA_OPTIONS: OptionSpec[] = [
     type: "string",
     value: "<name|text>",
     defaultText: "squad for SQuAD data, prompt-completion for JSONL prompt/completion lines",
-    help: 'Prompt template for SQuAD and field data: "squad" (Context/Question/Answer sections), "prompt-completion" (the two texts joined), or a template text with {field} slots and one {answer} slot; JSONL lines then hold those fields. In the text, \\n stands for a newline and \\t for a tab.',
+    help: 'Prompt template for SQuAD and field data: "squad" (Context/Question/Answer sections), "prompt-completion" (the two texts joined), or a template text with {field} slots and one {answer} slot, where the learned text starts ({completion} for prompt/completion lines, as in "Q: {prompt}\\nA:{completion}"); JSONL lines then hold those fields. In the text, \\n stands for a newline and \\t for a tab.',
   },
   {
     name: "mask-prompt",

@@ -228,7 +228,7 @@ describe("train data", () => {
       tslora([...trainArgs(path), "--template", "Q: {q} A: {a}"]),
       2,
       /--template/,
-      /has no \{answer\} slot/,
+      /has no \{answer\} or \{completion\} slot/,
     );
   });
 

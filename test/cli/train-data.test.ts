@@ -140,6 +140,17 @@ test("the set line counts unknown tokens", async () => {
   assert.doesNotMatch(plain, /<unk>/);
 });
 
+test("template learns {completion} without {answer}", () => {
+  const template = resolveTemplate("Q: {prompt}\\nA:{completion}");
+  assert.ok(template !== undefined);
+  assert.equal(template.answerField, "completion");
+  assert.equal(resolveTemplate("Q: {question}\\nA: {answer}")?.answerField, "answer");
+  assert.throws(
+    () => resolveTemplate("Q: {prompt}"),
+    /--template "Q: \{prompt\}" has no \{answer\} or \{completion\} slot/,
+  );
+});
+
 test("the set line counts no GPT-2 end-of-text marker as unknown", async () => {
   const tokenizer = await loadTokenizer(fixture("tokenizers/gpt2"));
   assert.equal(tokenizer.unkTokenId, tokenizer.eosTokenId);

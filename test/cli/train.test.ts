@@ -70,7 +70,7 @@ const cases: { name: string; data: () => string; extra?: string[]; error: RegExp
     name: "template without answer slot",
     data: () => fixture("data/squad/allennlp-squad.json"),
     extra: ["--template", "Question: {question}"],
-    error: /no \{answer\} slot/,
+    error: /no \{answer\} or \{completion\} slot/,
   },
   {
     name: "unknown data file type",
