@@ -11,7 +11,13 @@ import { loadAdapter } from "../lora/adapter-io.js";
 import { parseQuantizeOption } from "../engine/quant.js";
 import { loadModel, type LoadDType } from "../models/index.js";
 import { resolveMaxLength } from "./context-length.js";
-import { readSplits, resolveTemplate, tokenizeSplit, type DataSplits } from "./train-data.js";
+import {
+  plural,
+  readSplits,
+  resolveTemplate,
+  tokenizeSplit,
+  type DataSplits,
+} from "./train-data.js";
 import {
   applyRunDtype,
   applyRunQuantize,
@@ -180,7 +186,7 @@ export async function runEval(argv: readonly string[]): Promise<number> {
   const hint = heldOut
     ? ` (the ${values["val-fraction"]} share held out of --data; --split all scores all of it)`
     : "";
-  print(`data: ${files.join(" and ")}, split ${split}: ${samples.length} samples${hint}`);
+  print(`data: ${files.join(" and ")}, split ${split}: ${plural(samples.length, "sample")}${hint}`);
 
   const maxLength = resolveMaxLength("eval", dir, values);
   const tokenized = tokenizeSplit(split, samples, tokenizer, {
@@ -196,7 +202,7 @@ export async function runEval(argv: readonly string[]): Promise<number> {
   });
   print(
     `loss ${loss.loss.toFixed(4)} | perplexity ${loss.perplexity.toFixed(3)} | ` +
-      `${loss.tokens} tokens in ${loss.examples} examples`,
+      `${plural(loss.tokens, "token")} in ${plural(loss.examples, "example")}`,
   );
   if (questions.length === 0) return 0;
 

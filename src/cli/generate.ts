@@ -9,6 +9,7 @@ import type { TextTokenizer } from "../io/tokenizer.js";
 import { contextLength } from "./context-length.js";
 import { QUANTIZE_OPTION } from "./quantize-option.js";
 import { applyRunDtype, applyRunQuantize, readRunConfig } from "./run-config.js";
+import { unescapeTemplate } from "./train-data.js";
 import { loadModel, type LoadDType } from "../models/index.js";
 import {
   formatHelp,
@@ -85,7 +86,8 @@ export const GENERATE_OPTIONS: OptionSpec[] = [
     value: "<text>",
     help:
       "Stop once the generated text contains this string. The token that completes it is kept " +
-      "whole, so the text may run past the string to the end of that token.",
+      "whole, so the text may run past the string to the end of that token. \\n stands for a " +
+      "newline and \\t for a tab, as in --template.",
   },
   {
     name: "seed",
@@ -226,7 +228,7 @@ export async function runGenerate(argv: readonly string[]): Promise<number> {
     topP: Number(values["top-p"]),
     repetitionPenalty: Number(values["repetition-penalty"]),
     seed: Number(values.seed),
-    stopStrings: values.stop === undefined ? [] : [String(values.stop)],
+    stopStrings: values.stop === undefined ? [] : [unescapeTemplate(String(values.stop))],
     onText: (delta) => process.stdout.write(delta),
   });
   process.stdout.write("\n");

@@ -109,4 +109,18 @@ function isEntryPoint(): boolean {
   }
 }
 
-if (isEntryPoint()) process.exitCode = await main(process.argv.slice(2));
+/**
+ * Prints the library's process warnings (LoraWarning, the Hub client's) as "tslora: warning:"
+ * lines in place of Node's default "(node:PID) ..." output and its --trace-warnings hint.
+ */
+function printWarningsAsLines(): void {
+  process.removeAllListeners("warning");
+  process.on("warning", (warning) => {
+    process.stderr.write(`tslora: warning: ${warning.message}\n`);
+  });
+}
+
+if (isEntryPoint()) {
+  printWarningsAsLines();
+  process.exitCode = await main(process.argv.slice(2));
+}

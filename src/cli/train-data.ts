@@ -126,7 +126,7 @@ function describeDataset(loaded: LoadedDataset): string {
       ? `, ${ignoredFields.map((name) => `"${name}"`).join(" and ")} ignored`
       : "";
   return (
-    `${loaded.files.join(", ")} (${loaded.format}, ${loaded.samples.length} samples` +
+    `${loaded.files.join(", ")} (${loaded.format}, ${plural(loaded.samples.length, "sample")}` +
     `${skipped}${corrected}${renamed}${blanks}${ignored})`
   );
 }
@@ -275,7 +275,7 @@ function unknownTokens(examples: readonly TokenizedExample[], tokenizer: TextTok
 }
 
 /** Returns "1 sample" or "3 samples". */
-function plural(count: number, noun: string): string {
+export function plural(count: number, noun: string): string {
   return `${count} ${noun}${count === 1 ? "" : "s"}`;
 }
 

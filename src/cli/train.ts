@@ -29,6 +29,7 @@ import {
   UsageError,
   type OptionValues,
 } from "./train-options.js";
+import { Linear } from "../nn/linear.js";
 import { withRunSettings } from "./resume-options.js";
 
 const USAGE = "tslora train --model <dir|id> --data <path|id> --out <dir> [options]";
@@ -219,7 +220,10 @@ async function trainInto(
           : targets.split(",").map((t) => t.trim()),
     base_model_name_or_path: String(values.model),
   };
-  applyLora(model, loraInput, { rng: new Rng(seed) });
+  // PEFT's flag for GPT-2's Conv1D ([in, out]) weights, set from the model so that applyLora
+  // has no mismatch to warn about. It stays out of the recorded settings, as runs before it did.
+  const conv1d = model.namedModules().some(([, m]) => m instanceof Linear && m.layout === "inOut");
+  applyLora(model, { ...loraInput, fan_in_fan_out: conv1d }, { rng: new Rng(seed) });
 
   // The settings that shape the run: a resumed run must use the same ones.
   const settings = {

@@ -416,7 +416,7 @@ describe("eval on JSONL data", () => {
     writeFileSync(oneLine, JSON.stringify({ text: "Tom saw a cat." }) + "\n");
     const result = tslora(["eval", "--model", model, "--data", oneLine, "--split", "all"]);
     assert.equal(result.status, 0, result.stderr);
-    assert.match(result.stdout, /split all: 1 samples/);
+    assert.match(result.stdout, /split all: 1 sample$/m);
   });
 });
 

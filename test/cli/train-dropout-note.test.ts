@@ -1,5 +1,5 @@
 // The base model's dropout rates: parsed from config.json with transformers' defaults, and
-// listed by `tslora train` when any is above 0.
+// listed by `tslora train` when any is above 0. Also GPT-2 training without a LoraWarning.
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -10,6 +10,7 @@ import { fileURLToPath } from "node:url";
 import { readModelConfig, type ModelConfig } from "../../src/io/config.js";
 import { createModel } from "../../src/models/index.js";
 import { fixture } from "../helpers/fixtures.js";
+import { writeTinyModel } from "../helpers/tiny-models.js";
 
 const mainModule = fileURLToPath(new URL("../../src/cli/main.js", import.meta.url));
 const root = mkdtempSync(join(tmpdir(), "tslora-dropout-note-"));
@@ -64,4 +65,24 @@ test("train lists base dropout", () => {
   assert.match(noted, /^base model dropout in training: attention_dropout 0\.1 \(from config/m);
   const quiet = train(fixture("models/stories260K"), join(root, "run-plain"));
   assert.doesNotMatch(quiet, /base model dropout/);
+});
+
+test("train on GPT-2 lists its default dropout and no warning", () => {
+  const modelDir = join(root, "tiny-gpt2");
+  writeTinyModel(modelDir, "gpt2", {
+    config: { vocab_size: 512 },
+    tokenizerFrom: fixture("models/stories260K"),
+  });
+  const out = join(root, "run-gpt2");
+  const stderr = train(modelDir, out);
+  assert.match(
+    stderr,
+    /^base model dropout in training: embd_pdrop 0\.1, resid_pdrop 0\.1, attn_pdrop 0\.1 /m,
+  );
+  // fan_in_fan_out comes from the model's Conv1D layers, so applyLora has nothing to warn about.
+  assert.doesNotMatch(stderr, /warning|\(node:\d+\)/);
+  const config = JSON.parse(readFileSync(join(out, "adapter_config.json"), "utf8")) as {
+    fan_in_fan_out: boolean;
+  };
+  assert.equal(config.fan_in_fan_out, true);
 });
