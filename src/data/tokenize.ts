@@ -2,8 +2,10 @@
 // label is -100 (ignored by the loss) on prompt tokens when prompt masking is on, and the token id
 // elsewhere. Labels are not shifted: the model's loss compares position t's logits with label t+1,
 // as Hugging Face causal LMs do. Text and template examples end with an EOS whose label is always
-// the EOS id, also after truncation, so the model learns where an answer stops. Chat examples get
-// no EOS appended, because the chat template writes each turn's end token itself.
+// the EOS id, so the model learns where an answer stops. A template example keeps it after
+// truncation, which shortens a prompt field, but a text cut at the maximum length ends without
+// one. Chat examples get no EOS appended, because the chat template writes each turn's end token
+// itself.
 //
 // Token boundaries between prompt and completion come from encoding the whole text once and the
 // prompt alone: the masked tokens are the common prefix of the two encodings, as in TRL and
@@ -163,8 +165,9 @@ export class ExampleTokenizer {
     const ids = this.withEos(this.tokenizer.encode(sample.text));
     if (ids.length <= this.maxLength)
       return { encoded: { ids, promptLength: 0 }, truncated: false };
-    const cut = ids.slice(0, this.maxLength - 1);
-    cut.push(this.eos);
+    // The text goes on past the cut, so no EOS follows it: an EOS there would teach the model
+    // to stop in the middle of a text.
+    const cut = ids.slice(0, this.maxLength);
     return { encoded: { ids: cut, promptLength: 0 }, truncated: true };
   }
 
