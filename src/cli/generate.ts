@@ -1,5 +1,6 @@
 // `tslora generate`: streams a continuation of a prompt from a model (optionally with a LoRA
 // adapter) to stdout, with greedy decoding or sampling.
+import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { generateText } from "../generate/text.js";
 import { setThreads } from "../kernels/pool.js";
@@ -20,7 +21,7 @@ import {
   type OptionValues,
 } from "./train-options.js";
 
-const USAGE = "tslora generate --model <dir|id> --prompt <text> [options]";
+const USAGE = "tslora generate --model <dir|id> (--prompt <text> | --prompt-file <path>) [options]";
 const SUMMARY =
   "Generates text after a prompt and prints it as it is decoded. Greedy unless --temperature " +
   "is above 0. Statistics go to stderr.";
@@ -33,7 +34,13 @@ export const GENERATE_OPTIONS: OptionSpec[] = [
     required: true,
     help: "Model folder or Hub id (owner/name[@revision]).",
   },
-  { name: "prompt", type: "string", value: "<text>", required: true, help: "Prompt text." },
+  { name: "prompt", type: "string", value: "<text>", help: "Prompt text." },
+  {
+    name: "prompt-file",
+    type: "string",
+    value: "<path>",
+    help: "Read the prompt from a UTF-8 file instead, or from standard input for -. One final newline is dropped, as editors add it.",
+  },
   {
     name: "adapter",
     type: "string",
@@ -176,6 +183,31 @@ function warnAboveContext(
   }
 }
 
+/** Returns the prompt of --prompt, or the text of --prompt-file; exactly one must be given. */
+function readPrompt(values: OptionValues): string {
+  const file = values["prompt-file"];
+  if (values.prompt !== undefined && file !== undefined) {
+    throw new UsageError("tslora generate: give --prompt or --prompt-file, not both");
+  }
+  if (file === undefined) {
+    if (values.prompt === undefined) {
+      throw new UsageError(
+        "tslora generate: missing the prompt; give --prompt <text> or --prompt-file <path>",
+      );
+    }
+    return String(values.prompt);
+  }
+  const path = String(file);
+  let text: string;
+  try {
+    text = readFileSync(path === "-" ? 0 : path, "utf8");
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? String(err);
+    throw new UsageError(`tslora generate: cannot read --prompt-file ${path} (${code})`);
+  }
+  return text.replace(/\r?\n$/, "");
+}
+
 /** Runs `tslora generate` with the arguments after the verb; resolves to the exit status. */
 export async function runGenerate(argv: readonly string[]): Promise<number> {
   const parsed = parseCommandLine("generate", argv, GENERATE_OPTIONS);
@@ -185,6 +217,7 @@ export async function runGenerate(argv: readonly string[]): Promise<number> {
   }
   const { values, given } = parsed;
   checkGenerateValues(values);
+  const prompt = readPrompt(values);
   if (values.threads !== undefined) setThreads(Number(values.threads));
   const adapter = values.adapter === undefined ? null : resolve(String(values.adapter));
   if (adapter !== null) {
@@ -208,7 +241,6 @@ export async function runGenerate(argv: readonly string[]): Promise<number> {
     loadAdapter(model, adapter);
   }
 
-  const prompt = String(values.prompt);
   const temperature = Number(values.temperature);
   const sampling = ["top-k", "top-p"].filter((name) => !isDefaultValue(values, name));
   if (temperature === 0 && sampling.length > 0) {

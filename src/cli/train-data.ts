@@ -269,8 +269,8 @@ function unknownTokens(examples: readonly TokenizedExample[], tokenizer: TextTok
   const share = ((100 * count) / Math.max(total, 1)).toFixed(1);
   const token = tokenizer.idToToken(unk) ?? String(unk);
   return (
-    `; ${plural(count, "token")} (${share}%) are ${token}, text the tokenizer's vocabulary ` +
-    `cannot spell`
+    `; ${plural(count, "token")} (${share}%) ${count === 1 ? "is" : "are"} ${token}, text ` +
+    `the tokenizer's vocabulary cannot spell`
   );
 }
 

@@ -2,7 +2,9 @@
 // model, and exit statuses for bad command lines.
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { GENERATE_OPTIONS } from "../../src/cli/generate.js";
@@ -113,10 +115,42 @@ test("bad command lines exit with status 2", () => {
   );
   const missing = tslora("generate", "--model", "x");
   assert.equal(missing.status, 2);
-  assert.match(missing.stderr, /missing required option --prompt/);
+  assert.match(missing.stderr, /missing the prompt; give --prompt <text> or --prompt-file <path>/);
   const bad = tslora("generate", "--model", "x", "--prompt", "a", "--top-k", "two");
   assert.equal(bad.status, 2);
   assert.match(bad.stderr, /--top-k must be a number, got "two"/);
+});
+
+test("generate reads the prompt from a file or stdin", () => {
+  const model = fixture("models/stories260K");
+  const dir = mkdtempSync(join(tmpdir(), "tslora-prompt-file-"));
+  const file = join(dir, "prompt.txt");
+  writeFileSync(file, "Once upon a time\n");
+  const args = ["--max-new-tokens", "6"];
+  const typed = tslora("generate", "--model", model, "--prompt", "Once upon a time", ...args);
+  assert.equal(typed.status, 0, typed.stderr);
+  // The editor's final newline is dropped, so the file gives the typed prompt's text.
+  const read = tslora("generate", "--model", model, "--prompt-file", file, ...args);
+  assert.equal(read.status, 0, read.stderr);
+  assert.equal(read.stdout, typed.stdout);
+  const piped = spawnSync(
+    process.execPath,
+    [MAIN, "generate", "--model", model, "--prompt-file", "-", ...args],
+    {
+      encoding: "utf8",
+      input: "Once upon a time",
+      env: { ...process.env, TSLORA_THREADS: "1", HF_HUB_OFFLINE: "1" },
+    },
+  );
+  assert.equal(piped.status, 0, piped.stderr);
+  assert.equal(piped.stdout, typed.stdout);
+
+  const both = tslora("generate", "--model", model, "--prompt", "x", "--prompt-file", file);
+  assert.equal(both.status, 2);
+  assert.match(both.stderr, /give --prompt or --prompt-file, not both/);
+  const missing = tslora("generate", "--model", model, "--prompt-file", join(dir, "none.txt"));
+  assert.equal(missing.status, 2);
+  assert.match(missing.stderr, /cannot read --prompt-file \S*none\.txt \(ENOENT\)/);
 });
 
 test("missing model folder exits with status 1", () => {
