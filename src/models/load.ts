@@ -39,5 +39,16 @@ export async function loadModel(
     quantize: options.quantize,
     summary: options.quantizeSummary,
   });
+  // A model may have more embeddings than the tokenizer has ids, never fewer in use.
+  if (tokenizer.vocabSize > model.dims.vocabSize) {
+    process.emitWarning(
+      `the tokenizer in ${dir} has ${tokenizer.vocabSize} token ids, but the model's vocab_size ` +
+        `is ${model.dims.vocabSize}, so text that uses ids from ${model.dims.vocabSize} on ` +
+        `fails; check that tokenizer.json belongs to this model`,
+      "TokenizerWarning",
+    );
+    // Node emits warnings on a later tick; let it, so that the warning comes before any error.
+    await new Promise((resolve) => setImmediate(resolve));
+  }
   return { model, tokenizer, dir };
 }
