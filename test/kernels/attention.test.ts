@@ -11,7 +11,7 @@ import {
   type AttentionDims,
   type AttentionKernel,
 } from "../../src/kernels/bindings/attention.js";
-import { philox4x32, Rng, type RngStream } from "../../src/engine/random.js";
+import { Rng } from "../../src/engine/random.js";
 import { setThreads } from "../../src/kernels/pool.js";
 import {
   attentionBackwardRef,
@@ -19,6 +19,7 @@ import {
   type AttentionRefOptions,
 } from "../../src/kernels/reference/attention.js";
 import { assertClose } from "../helpers/assert.js";
+import { dropFactors } from "../helpers/dropout-factors.js";
 import { makeRandom, randomArray } from "../helpers/random.js";
 
 interface Case {
@@ -247,26 +248,6 @@ test("tiled dv sums to the sum of dout", () => {
     assert.ok(Math.abs(got - want) < 1e-4, `column ${d}: sum of dv ${got}, sum of dout ${want}`);
   }
 });
-
-/** Returns the dropout factors that the kernels draw from `stream` for n probabilities. */
-function dropFactors(stream: RngStream, n: number, p: number): Float64Array {
-  const factors = new Float64Array(n);
-  const block = new Uint32Array(4);
-  const base = stream.counterHi * 2 ** 32 + stream.counterLo;
-  const threshold = Math.ceil(p * 2 ** 24);
-  for (let i = 0; i < n; i++) {
-    const counter = base + Math.floor(i / 4);
-    const words: [number, number, number, number] = [
-      counter % 2 ** 32,
-      Math.floor(counter / 2 ** 32),
-      0,
-      0,
-    ];
-    philox4x32(words, [stream.key0, stream.key1], block);
-    factors[i] = block[i % 4] >>> 8 >= threshold ? 1 / (1 - p) : 0;
-  }
-  return factors;
-}
 
 test("tiled attention dropout matches reference", () => {
   const p = 0.3;

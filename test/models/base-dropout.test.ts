@@ -9,38 +9,20 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
 import { attention, backward, endStep, noGrad, Tensor, zeroGrad } from "../../src/engine/index.js";
-import { philox4x32, Rng, type RngStream } from "../../src/engine/random.js";
+import { Rng } from "../../src/engine/random.js";
 import { setThreads } from "../../src/kernels/pool.js";
 import { attentionRef } from "../../src/kernels/reference/attention.js";
 import { applyLora, trainableParameters } from "../../src/lora/index.js";
 import { loadModelFromDir, type CausalLM } from "../../src/models/index.js";
 import { randomSourceOf } from "../../src/nn/random-source.js";
 import { enableGradientCheckpointing } from "../../src/train/checkpointing.js";
+import { dropFactors } from "../helpers/dropout-factors.js";
 import { gradcheck } from "../helpers/gradcheck.js";
 import { randomArray } from "../helpers/random.js";
 import { writeTinyModel, type TinyFamily } from "../helpers/tiny-models.js";
 
 const scratch = mkdtempSync(join(tmpdir(), "tslora-base-dropout-"));
 after(() => rmSync(scratch, { recursive: true, force: true }));
-
-/** Returns the dropout factors that the attention kernels draw from `stream`. */
-function dropFactors(stream: RngStream, n: number, p: number): Float64Array {
-  const factors = new Float64Array(n);
-  const block = new Uint32Array(4);
-  const base = stream.counterHi * 2 ** 32 + stream.counterLo;
-  for (let i = 0; i < n; i++) {
-    const counter = base + Math.floor(i / 4);
-    const words: [number, number, number, number] = [
-      counter % 2 ** 32,
-      Math.floor(counter / 2 ** 32),
-      0,
-      0,
-    ];
-    philox4x32(words, [stream.key0, stream.key1], block);
-    factors[i] = block[i % 4] >>> 8 >= Math.ceil(p * 2 ** 24) ? 1 / (1 - p) : 0;
-  }
-  return factors;
-}
 
 test("attention dropout gradcheck", () => {
   setThreads(2);
