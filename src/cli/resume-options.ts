@@ -3,7 +3,7 @@
 // still wins. The trainer rejects one that changes the run's results, except --steps and
 // --warmup; --eval-every, --save-every, --keep-checkpoints and --grad-checkpointing may change.
 import { existsSync, readFileSync } from "node:fs";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { TRAIN_CONFIG_FILE } from "../train/run-folder.js";
 import { resolveRunPath } from "./run-config.js";
 import { parseCommandLine, TRAIN_OPTIONS, UsageError } from "./train-options.js";
@@ -119,4 +119,34 @@ function runOptions(settings: Record<string, unknown>, given: ReadonlySet<string
     ["grad-checkpointing", run.gradCheckpointing],
   ];
   return options;
+}
+
+/**
+ * Returns the settings of the run in `out` (its train_config.json), or null when the file is
+ * missing or not a JSON object.
+ */
+export function readRunSettings(out: string): Record<string, unknown> | null {
+  try {
+    const stored: unknown = JSON.parse(readFileSync(join(out, TRAIN_CONFIG_FILE), "utf8"));
+    if (typeof stored !== "object" || stored === null || Array.isArray(stored)) return null;
+    return stored as Record<string, unknown>;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Returns the path setting `key` as the run recorded it when `value` names the same location:
+ * the recorded string itself, or the recorded relative path resolved against the folder the
+ * run was started in. Otherwise returns `value`. A resume then compares equal settings, whether
+ * its paths are the run's relative ones, absolute ones, or relative to another folder.
+ */
+export function asRecordedPath(
+  previous: Record<string, unknown> | null,
+  key: "model" | "data" | "valData",
+  value: string,
+): string {
+  const saved = previous?.[key];
+  if (typeof saved !== "string" || saved === value) return value;
+  return resolveRunPath(saved, previous?.workingDirectory) === resolve(value) ? saved : value;
 }

@@ -45,11 +45,22 @@ export function resolveTemplate(value: string | undefined): PromptTemplate | und
         `marks where the learned text starts, so end the template with the field that holds it`,
     );
   }
+  let template: PromptTemplate;
   try {
-    return parseTemplate(source, { answerField });
+    template = parseTemplate(source, { answerField });
   } catch (err) {
-    throw new UsageError(`--template: ${(err as Error).message}`);
+    throw new UsageError(`--template: ${(err as Error).message.replace(/^parseTemplate: /, "")}`);
   }
+  // Everything after the learned slot is learned too, so a field there is a likely mistake.
+  const after = source.slice(source.indexOf(`{${answerField}}`) + answerField.length + 2);
+  const laterField = /\{([A-Za-z_][A-Za-z0-9_]*)\}/.exec(after.replace(/\{\{|\}\}/g, ""));
+  if (laterField !== null) {
+    throw new UsageError(
+      `--template ${JSON.stringify(value)} has the slot {${laterField[1]}} after ` +
+        `{${answerField}}, so the model would learn that field too; put {${answerField}} last`,
+    );
+  }
+  return template;
 }
 
 // The characters that the escapes \n, \t and \\ of a command-line template stand for.

@@ -30,7 +30,7 @@ import {
   type OptionValues,
 } from "./train-options.js";
 import { Linear } from "../nn/linear.js";
-import { withRunSettings } from "./resume-options.js";
+import { asRecordedPath, readRunSettings, withRunSettings } from "./resume-options.js";
 
 const USAGE = "tslora train --model <dir|id> --data <path|id> --out <dir> [options]";
 const SUMMARY = "Fine-tunes a LoRA adapter on a causal language model and saves it in PEFT format.";
@@ -150,6 +150,8 @@ async function trainInto(
   onStepDone: () => void,
 ): Promise<number> {
   const resume = values.resume === true;
+  // The run's recorded settings, for a resume: its paths are compared by location.
+  const previous = resume ? readRunSettings(out) : null;
   const threads = num(values, "threads");
   if (threads !== undefined) setThreads(threads);
 
@@ -218,7 +220,7 @@ async function trainInto(
         : targets === "all-linear"
           ? "all-linear"
           : targets.split(",").map((t) => t.trim()),
-    base_model_name_or_path: String(values.model),
+    base_model_name_or_path: asRecordedPath(previous, "model", String(values.model)),
   };
   // PEFT's flag for GPT-2's Conv1D ([in, out]) weights, set from the model so that applyLora
   // has no mismatch to warn about. It stays out of the recorded settings, as runs before it did.
@@ -226,10 +228,11 @@ async function trainInto(
   applyLora(model, { ...loraInput, fan_in_fan_out: conv1d }, { rng: new Rng(seed) });
 
   // The settings that shape the run: a resumed run must use the same ones.
+  const valData = str(values, "val-data");
   const settings = {
-    model: String(values.model),
-    data: String(values.data),
-    valData: str(values, "val-data") ?? null,
+    model: asRecordedPath(previous, "model", String(values.model)),
+    data: asRecordedPath(previous, "data", String(values.data)),
+    valData: valData === undefined ? null : asRecordedPath(previous, "valData", valData),
     valFraction: Number(values["val-fraction"]),
     template: str(values, "template") ?? null,
     maskPrompt: tokenizeOptions.maskPrompt,
@@ -272,7 +275,6 @@ async function trainInto(
       );
     }
   }
-  const valData = str(values, "val-data");
   if (valData !== undefined && resolve(valData) === resolve(String(values.data))) {
     log(
       "note: --val-data is the --data file, so validation measures examples the adapter " +
@@ -308,6 +310,9 @@ async function trainInto(
   // The working folder lets eval and generate resolve a relative --data from anywhere. The
   // options that leave the results alone are stored apart from the settings, so a resume takes
   // them as defaults but may change them.
+  // A resume keeps the folder the run was started in, which its relative paths refer to.
+  const workingDirectory =
+    typeof previous?.workingDirectory === "string" ? previous.workingDirectory : process.cwd();
   const runOptions = {
     evalEvery: Number(values["eval-every"]),
     saveEvery: Number(values["save-every"]),
@@ -317,7 +322,7 @@ async function trainInto(
   const writeSettings = () =>
     writeFileAtomic(
       configPath,
-      JSON.stringify({ ...settings, workingDirectory: process.cwd(), runOptions }, null, 2) + "\n",
+      JSON.stringify({ ...settings, workingDirectory, runOptions }, null, 2) + "\n",
     );
   if (!resume) writeSettings();
   let settingsStored = !resume;

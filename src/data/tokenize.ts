@@ -193,7 +193,8 @@ export class ExampleTokenizer {
    * Fits a template sample into the maximum length by shortening the truncated field (the
    * context, or the prompt of a prompt/completion pair), never the question or the answer.
    * When the answer's position in the context is known, the kept window of the context
-   * contains it. Each retry re-encodes the whole text because token counts are not additive.
+   * contains it, and a sample whose window cannot is dropped. Each retry re-encodes the whole
+   * text because token counts are not additive.
    */
   private fitFields(sample: FieldsSample): FitResult {
     const template = this.templateFor(sample);
@@ -209,7 +210,9 @@ export class ExampleTokenizer {
     const valueIds = this.tokenizer.encode(value, { addSpecialTokens: false });
     const answer = this.answerTokenRange(sample, template, field, value);
     let keep = valueIds.length - (full.ids.length - this.maxLength);
-    while (keep > 0) {
+    // A context that cannot hold the whole answer would teach an answer it does not contain.
+    const minKeep = answer === null ? 1 : answer[1] - answer[0];
+    while (keep >= minKeep) {
       const start = this.windowStart(valueIds.length, keep, answer, template.truncateSide);
       const text = this.tokenizer.decode(valueIds.slice(start, start + keep));
       const encoded = this.encodeFields(
@@ -219,6 +222,9 @@ export class ExampleTokenizer {
       );
       if (encoded.ids.length <= this.maxLength) return { encoded, truncated: true };
       keep -= Math.max(1, encoded.ids.length - this.maxLength);
+    }
+    if (answer !== null) {
+      return { dropped: true, minLength: full.ids.length - (valueIds.length - minKeep) };
     }
 
     const empty = this.encodeFields(template, { ...sample.fields, [field]: "" }, sample.origin);
@@ -348,7 +354,7 @@ export function tokenizeSamples(
   if (examples.length === 0) {
     throw new Error(
       `tokenizeSamples: all ${samples.length} samples are longer than maxLength ` +
-        `${options.maxLength} even after shortening the context or prompt (first: ` +
+        `${options.maxLength} even after shortening (first: ` +
         `${droppedOrigins[0]}); the shortest needs ${minNeeded} tokens, so raise maxLength ` +
         `to at least ${minNeeded} (--max-length on the command line)`,
     );

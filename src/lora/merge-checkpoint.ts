@@ -81,23 +81,43 @@ function checkOutputFolder(dir: string, force: boolean, inputs: Record<string, s
   }
   // Replacing the output folder deletes everything in it, so it must not be or contain an input.
   const out = realpathSync(dir);
+  const occupied = readdirSync(dir).length > 0;
   for (const [role, input] of Object.entries(inputs)) {
     const real = existsSync(input) ? realpathSync(input) : resolve(input);
-    const rel = relative(out, real);
-    if (rel === "" || (!rel.startsWith("..") && !isAbsolute(rel))) {
-      const where = rel === "" ? "is" : "contains";
+    if (isWithin(real, out)) {
+      const where = real === out ? "is" : "contains";
       throw new Error(
         `merge: the output folder ${dir} ${where} the ${role} folder ${input}, and writing the ` +
           `merged model there would delete it; choose another output folder (--out)`,
       );
     }
+    // A full folder inside an input (a run's checkpoints/, say) holds files of that input.
+    if (occupied && isWithin(out, real)) {
+      throw new Error(
+        `merge: the output folder ${dir} is inside the ${role} folder ${input} and not empty, ` +
+          `and writing the merged model there would delete its files; choose a new or empty ` +
+          `output folder (--out)`,
+      );
+    }
   }
-  if (readdirSync(dir).length > 0 && !force) {
+  if (occupied && isWithin(realpathSync(process.cwd()), out)) {
+    throw new Error(
+      `merge: the output folder ${dir} is or contains the current folder, and writing the ` +
+        `merged model there would delete its files; choose another output folder (--out)`,
+    );
+  }
+  if (occupied && !force) {
     throw new Error(
       `merge: output folder ${dir} is not empty; choose another output folder (--out) or ` +
         `pass --force (force: true in mergeCheckpoint) to replace it`,
     );
   }
+}
+
+/** Returns true when the real path `inner` is `outer` or inside it. */
+function isWithin(inner: string, outer: string): boolean {
+  const rel = relative(outer, inner);
+  return rel === "" || (!rel.startsWith("..") && !isAbsolute(rel));
 }
 
 /** Returns the safetensors files of a checkpoint folder: the shards of the index, or one file. */

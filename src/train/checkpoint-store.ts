@@ -122,8 +122,12 @@ export class CheckpointStore {
     return dir;
   }
 
-  /** Reads trainer_state.json of a checkpoint folder and restores the caller's parts. */
-  load(dir: string, parts: CheckpointParts): TrainerState {
+  /**
+   * Reads trainer_state.json of a checkpoint folder and restores the caller's parts. `check`
+   * sees the state first, so that a resume with other settings is rejected as such before the
+   * parts, which those settings may shape differently, are read.
+   */
+  load(dir: string, parts: CheckpointParts, check?: (state: TrainerState) => void): TrainerState {
     const path = join(dir, TRAINER_STATE_FILE);
     let state: TrainerState;
     const name = basename(dir);
@@ -140,6 +144,7 @@ export class CheckpointStore {
           `expected format ${STATE_FORMAT} and a whole step number`,
       );
     }
+    check?.(state);
     try {
       parts.load(dir);
     } catch (err) {

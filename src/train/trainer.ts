@@ -367,8 +367,9 @@ function resumeFrom<B>(options: TrainLoopOptions<B>, state: LoopState): void {
         `run without --resume to start from step 0`,
     );
   }
-  const saved = checkpoints.load(dir, checkpointParts);
-  checkSameSettings(saved.settings, options.settings ?? {}, dir);
+  const saved = checkpoints.load(dir, checkpointParts, (state) =>
+    checkSameSettings(state.settings, options.settings ?? {}, dir),
+  );
   if (saved.step > options.schedule.totalSteps) {
     throw new Error(
       `trainLoop: checkpoint ${dir} is at step ${saved.step}, past the run's ` +

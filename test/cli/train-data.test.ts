@@ -149,6 +149,15 @@ test("template learns {completion} without {answer}", () => {
   assert.equal(template.answerField, "completion");
   assert.equal(resolveTemplate("Q: {question}\\nA: {answer}")?.answerField, "answer");
   assert.throws(
+    () => resolveTemplate("{completion}{prompt}"),
+    /has the slot \{prompt\} after \{completion\}, so the model would learn that field too/,
+  );
+  assert.throws(
+    () => resolveTemplate("{prompt}{completion}{completion}"),
+    /^UsageError: --template: template .* has 2 \{completion\} slots/,
+  );
+  assert.equal(resolveTemplate("{question} {answer} {{done}}")?.answerField, "answer");
+  assert.throws(
     () => resolveTemplate("Q: {prompt}"),
     /--template "Q: \{prompt\}" has no \{answer\} or \{completion\} slot/,
   );

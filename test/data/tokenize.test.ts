@@ -209,3 +209,23 @@ test("keepAnswerInContext false cuts the context end", () => {
   }
   assert.ok(checked > 20, `${checked} truncated examples`);
 });
+
+test("a context too short for the answer is dropped", () => {
+  const samples = squadSubset(80);
+  const byOrigin = new Map(samples.map((sample) => [sample.origin, sample]));
+  // At 32 tokens the contexts keep a few words around the answer, and some cannot hold it.
+  const { examples, report } = tokenizeSamples(samples, gpt2, { maxLength: 32 });
+  assert.ok(report.dropped > 0, "no sample was dropped");
+  let truncated = 0;
+  for (const example of examples) {
+    if (!example.truncated) continue;
+    truncated++;
+    const sample = byOrigin.get(example.origin);
+    assert.ok(sample !== undefined);
+    const text = gpt2.decode([...example.inputIds]);
+    const context = text.slice("Context: ".length, text.indexOf("\nQuestion:"));
+    const answer = sample.fields.answer ?? "";
+    assert.ok(context.includes(answer), `${example.origin}: "${answer}" not in "${context}"`);
+  }
+  assert.ok(truncated > 10, `${truncated} truncated examples`);
+});
