@@ -221,7 +221,9 @@ export const SPLIT_SETTINGS: readonly SplitSetting[] = [
 function formatOption(option: string, value: unknown): string {
   if (value === null || value === undefined) return `no --${option}`;
   if (typeof value === "boolean") return value ? `--${option}` : `--no-${option}`;
-  return `--${option} ${typeof value === "string" ? JSON.stringify(value) : String(value)}`;
+  // Strings appear as typed, quoted: a template's \n stays one backslash, not JSON's two.
+  const text = typeof value === "string" ? `"${value.replace(/"/g, '\\"')}"` : String(value);
+  return `--${option} ${text}`;
 }
 
 function isPathOption(option: string): boolean {

@@ -309,8 +309,13 @@ export function exampleLine(
   // a text sample's learned tokens start after its BOS.
   let learned = Array.from(example.labels).findIndex((label, i) => i > 0 && label !== IGNORE_INDEX);
   if (learned < 0) learned = ids.length;
+  // Decoding the learned tokens alone would drop the space that starts them (SentencePiece
+  // decoders strip it), so the whole example is decoded and split where the prompt ends.
   let prompt = tokenizer.decode(ids.slice(0, learned));
-  let rest = tokenizer.decode(ids.slice(learned));
+  const whole = tokenizer.decode(ids);
+  let rest = whole.startsWith(prompt)
+    ? whole.slice(prompt.length)
+    : tokenizer.decode(ids.slice(learned));
   if (prompt.length > SHOWN_PROMPT_CHARS) prompt = "..." + prompt.slice(-SHOWN_PROMPT_CHARS);
   if (rest.length > SHOWN_LEARNED_CHARS) rest = rest.slice(0, SHOWN_LEARNED_CHARS) + "...";
   return (

@@ -114,7 +114,18 @@ function prepareOutputFolder(out: string): string | null {
 /** Runs `tslora train` with the arguments after the verb; resolves to the exit status. */
 export async function runTrain(argv: readonly string[]): Promise<number> {
   const resumed = withRunSettings(argv);
-  const values = parseOptions("train", resumed.argv, TRAIN_OPTIONS);
+  let values: OptionValues | null;
+  try {
+    values = parseOptions("train", resumed.argv, TRAIN_OPTIONS);
+  } catch (err) {
+    // A value taken from train_config.json is reported as if typed; name the file instead.
+    const option = resumed.taken.find((name) => (err as Error).message.includes(`--${name} `));
+    if (!(err instanceof UsageError) || option === undefined) throw err;
+    throw new UsageError(
+      `${err.message} (the value comes from ${resumed.path}; correct it there, or give ` +
+        `--${option} on the command line)`,
+    );
+  }
   if (values === null) {
     console.log(formatHelp(USAGE, SUMMARY, TRAIN_OPTIONS));
     return 0;

@@ -760,6 +760,17 @@ describe("output folders", () => {
     );
   });
 
+  test("train --resume names a bad value of train_config.json", () => {
+    const out = freshPath("bad-value");
+    mkdirSync(out);
+    writeFileSync(join(out, "train_config.json"), JSON.stringify({ model, data, steps: "many" }));
+    assertError(
+      tslora(["train", "--out", out, "--resume"]),
+      2,
+      /--steps must be a number, got "many" \(the value comes from \S*train_config\.json; correct it there/,
+    );
+  });
+
   test("train restarts a run with no checkpoint", {}, () => {
     const out = freshPath("no-checkpoint");
     mkdirSync(out);

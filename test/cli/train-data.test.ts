@@ -221,7 +221,36 @@ test("the example line marks the learned tokens", async () => {
     maskPrompt: false,
     template,
   });
-  // Unmasked, every token after BOS is learned, because BOS itself is never a target.
-  assert.match(exampleLine(unmasked.examples[0], tokenizer) ?? "", /start: "<s>\|Q: Sky/);
+  // Unmasked, every token after BOS is learned, because BOS itself is never a target. The
+  // space that the first word's token starts with stays on the learned side.
+  assert.match(exampleLine(unmasked.examples[0], tokenizer) ?? "", /start: "<s>\| Q: Sky/);
   assert.equal(exampleLine(undefined, tokenizer), null);
+
+  // A completion's leading space shows after the marker, so " a boy" and "a boy" differ.
+  const lines = [" a boy", "a boy"].map((completion) => {
+    const pair: Sample = {
+      kind: "fields",
+      fields: { prompt: "There was", completion },
+      group: "b",
+      origin: "b:1",
+    };
+    const { examples } = tokenizeSplit("train", [pair], tokenizer, {
+      maxLength: 64,
+      maskPrompt: true,
+      template: undefined,
+    });
+    return exampleLine(examples[0], tokenizer) ?? "";
+  });
+  assert.match(lines[0], /There was\| a boy/);
+  assert.match(lines[1], /There was\|a boy/);
+});
+
+test("run settings line shows a template as typed", () => {
+  const config = {
+    path: join(work, "typed", "train_config.json"),
+    settings: { template: "Q: {prompt}\\nA:{completion}" },
+  };
+  const { line } = applyRunSplitSettings(config, {}, new Set(), () => undefined);
+  assert.ok(line !== null);
+  assert.ok(line.endsWith('--template "Q: {prompt}\\nA:{completion}"'), line);
 });
