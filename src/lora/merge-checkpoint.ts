@@ -91,7 +91,7 @@ function checkOutputFolder(dir: string, force: boolean, inputs: Record<string, s
           `merged model there would delete it; choose another output folder (--out)`,
       );
     }
-    // A full folder inside an input (a run's checkpoints/, say) holds files of that input.
+    // A full folder inside an input (a run's checkpoints/, say) contains files of that input.
     if (occupied && isWithin(out, real)) {
       throw new Error(
         `merge: the output folder ${dir} is inside the ${role} folder ${input} and not empty, ` +

@@ -124,8 +124,8 @@ export class CheckpointStore {
 
   /**
    * Reads trainer_state.json of a checkpoint folder and restores the caller's parts. `check`
-   * sees the state first, so that a resume with other settings is rejected as such before the
-   * parts, which those settings may shape differently, are read.
+   * receives the state first. A resume with other settings is then rejected as such before the
+   * parts are read, which those settings may shape differently.
    */
   load(dir: string, parts: CheckpointParts, check?: (state: TrainerState) => void): TrainerState {
     const path = join(dir, TRAINER_STATE_FILE);
