@@ -49,21 +49,15 @@ export function withRunSettings(argv: readonly string[]): ResumeArguments {
         `the --out path, or give --model, --data and the run's other options`,
     );
   }
-  let settings: Record<string, unknown>;
-  try {
-    const stored: unknown = JSON.parse(readFileSync(path, "utf8"));
-    if (typeof stored !== "object" || stored === null || Array.isArray(stored)) {
-      throw new Error("expected a JSON object");
-    }
-    settings = stored as Record<string, unknown>;
-  } catch (err) {
+  const read = parseRunSettings(path);
+  if ("problem" in read) {
     if (!needed) return unchanged;
-    const reason = err instanceof Error ? err.message : String(err);
     throw new UsageError(
-      `--resume: ${path} is invalid (${reason}), so the run's options are unknown; ` +
+      `--resume: ${path} is invalid (${read.problem}), so the run's options are unknown; ` +
         `repair the file, or give --model, --data and the run's other options`,
     );
   }
+  const { settings } = read;
 
   const added: string[] = [];
   const taken: string[] = [];
@@ -126,12 +120,22 @@ function runOptions(settings: Record<string, unknown>, given: ReadonlySet<string
  * missing or not a JSON object.
  */
 export function readRunSettings(out: string): Record<string, unknown> | null {
+  const read = parseRunSettings(join(out, TRAIN_CONFIG_FILE));
+  return "settings" in read ? read.settings : null;
+}
+
+/** Reads a train_config.json file: its settings, or why they cannot be used. */
+function parseRunSettings(
+  path: string,
+): { settings: Record<string, unknown> } | { problem: string } {
   try {
-    const stored: unknown = JSON.parse(readFileSync(join(out, TRAIN_CONFIG_FILE), "utf8"));
-    if (typeof stored !== "object" || stored === null || Array.isArray(stored)) return null;
-    return stored as Record<string, unknown>;
-  } catch {
-    return null;
+    const stored: unknown = JSON.parse(readFileSync(path, "utf8"));
+    if (typeof stored !== "object" || stored === null || Array.isArray(stored)) {
+      return { problem: "expected a JSON object" };
+    }
+    return { settings: stored as Record<string, unknown> };
+  } catch (err) {
+    return { problem: err instanceof Error ? err.message : String(err) };
   }
 }
 
