@@ -253,8 +253,19 @@ export function tokenizeSplit(
   const line =
     `${name} set: ${plural(report.examples, "example")}, ${plural(report.tokens, "token")} ` +
     `(${report.learnedTokens} ${options.targetWord ?? "learned"}), ${report.truncated} ` +
-    `truncated to ${report.maxLength} tokens${dropped}${unknownTokens(examples, tokenizer)}`;
+    `truncated to ${report.maxLength} tokens${dropped}${blankAnswers(report.blankAnswers)}` +
+    unknownTokens(examples, tokenizer);
   return { examples, report, line };
+}
+
+/** Returns a note with the count of examples whose learned text is blank, or "" for none. */
+function blankAnswers(count: number): string {
+  if (count === 0) return "";
+  const verb = count === 1 ? "has" : "have";
+  return (
+    `; ${plural(count, "example")} ${verb} an empty completion or assistant reply and learn ` +
+    `only where it ends`
+  );
 }
 
 /**

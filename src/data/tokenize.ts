@@ -75,6 +75,8 @@ export interface TokenizeReport {
   /** Tokens over all examples, and the tokens the loss scores (see scoredLabels). */
   tokens: number;
   learnedTokens: number;
+  /** Examples whose answer, completion or an assistant message is blank (see hasBlankAnswer). */
+  blankAnswers: number;
 }
 
 interface Encoded {
@@ -123,6 +125,18 @@ export class ExampleTokenizer {
     this.eos = tokenizer.eosTokenId;
     this.maskPrompt = options.maskPrompt ?? true;
     this.maxLength = options.maxLength;
+  }
+
+  /**
+   * Returns true when the sample's learned text is blank: an empty answer or completion field,
+   * or an empty assistant message. Such an example teaches only where the answer ends.
+   */
+  hasBlankAnswer(sample: Sample): boolean {
+    if (sample.kind === "text") return false;
+    if (sample.kind === "chat") {
+      return sample.messages.some((m) => m.role === "assistant" && m.content.trim() === "");
+    }
+    return (sample.fields[this.templateFor(sample).answerField] ?? "").trim() === "";
   }
 
   /** Tokenizes one sample; returns the minimum length it needs when it cannot fit. */
@@ -340,6 +354,7 @@ export function tokenizeSamples(
   const droppedOrigins: string[] = [];
   let dropped = 0;
   let minNeeded = Infinity;
+  let blankAnswers = 0;
   for (const sample of samples) {
     const result = worker.tokenize(sample);
     if ("dropped" in result) {
@@ -349,6 +364,7 @@ export function tokenizeSamples(
       continue;
     }
     examples.push(result);
+    if (worker.hasBlankAnswer(sample)) blankAnswers++;
   }
 
   if (examples.length === 0) {
@@ -377,6 +393,7 @@ export function tokenizeSamples(
     maxLength: options.maxLength,
     tokens,
     learnedTokens,
+    blankAnswers,
   };
   return { examples, report };
 }

@@ -254,3 +254,21 @@ test("run settings line shows a template as typed", () => {
   assert.ok(line !== null);
   assert.ok(line.endsWith('--template "Q: {prompt}\\nA:{completion}"'), line);
 });
+
+test("the set line counts empty completions", async () => {
+  const tokenizer = await loadTokenizer(fixture("models/stories260K"));
+  const pair = (completion: string, origin: string): Sample => ({
+    kind: "fields",
+    fields: { prompt: "What is blue?", completion },
+    group: origin,
+    origin,
+  });
+  const options = { maxLength: 64, maskPrompt: true, template: undefined };
+  const samples = [pair(" The sky.", "a"), pair("", "b"), pair("  ", "c")];
+  const { line, report } = tokenizeSplit("train", samples, tokenizer, options);
+  assert.equal(report.blankAnswers, 2);
+  assert.match(line, /; 2 examples have an empty completion or assistant reply and learn only/);
+  const full = tokenizeSplit("train", samples.slice(0, 1), tokenizer, options);
+  assert.equal(full.report.blankAnswers, 0);
+  assert.doesNotMatch(full.line, /empty completion/);
+});
