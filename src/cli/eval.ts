@@ -177,7 +177,7 @@ export async function runEval(argv: readonly string[]): Promise<number> {
   if (quantizeLine !== null) print(quantizeLine);
   if (dtypeLine !== null) print(dtypeLine);
   // A held-out share of a file that is not the run's training data is seldom what is wanted,
-  // so the data line tells how to score all of it.
+  // so the data line shows how to score all of it.
   const heldOut =
     split === "validation" &&
     !given.has("split") &&

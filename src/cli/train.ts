@@ -221,6 +221,8 @@ async function trainInto(
   }
   const maxGradNorm = Number(values["max-grad-norm"]);
   const targets = str(values, "target-modules");
+  // The model path as the run recorded it, when a resume names the same folder.
+  const modelSetting = asRecordedPath(previous, "model", String(values.model));
   const loraInput = {
     r: Number(values.r),
     lora_alpha: Number(values.alpha),
@@ -231,7 +233,7 @@ async function trainInto(
         : targets === "all-linear"
           ? "all-linear"
           : targets.split(",").map((t) => t.trim()),
-    base_model_name_or_path: asRecordedPath(previous, "model", String(values.model)),
+    base_model_name_or_path: modelSetting,
   };
   // PEFT's flag for GPT-2's Conv1D ([in, out]) weights, set from the model so that applyLora
   // has no mismatch to warn about. It stays out of the recorded settings, as runs before it did.
@@ -241,7 +243,7 @@ async function trainInto(
   // The settings that shape the run: a resumed run must use the same ones.
   const valData = str(values, "val-data");
   const settings = {
-    model: asRecordedPath(previous, "model", String(values.model)),
+    model: modelSetting,
     data: asRecordedPath(previous, "data", String(values.data)),
     valData: valData === undefined ? null : asRecordedPath(previous, "valData", valData),
     valFraction: Number(values["val-fraction"]),

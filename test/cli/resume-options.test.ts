@@ -40,9 +40,9 @@ test("resume resolves the run's relative paths", () => {
   assert.equal(valueOf("--val-data"), "data/missing.jsonl");
 
   // A given option wins over the run's.
-  const given = withRunSettings(["--out", out, "--resume", "--data", "other.jsonl"]);
-  assert.equal(given.argv.filter((a) => a === "--data").length, 1);
-  assert.ok(!given.taken.includes("data"));
+  const explicit = withRunSettings(["--out", out, "--resume", "--data", "other.jsonl"]);
+  assert.equal(explicit.argv.filter((a) => a === "--data").length, 1);
+  assert.ok(!explicit.taken.includes("data"));
 });
 
 test("resume of a run with relative paths from any folder", () => {

@@ -1,5 +1,5 @@
-// The dropout factors that the wasm kernels draw, computed with the JavaScript Philox generator:
-// element i keeps its value, scaled by 1 / (1 - p), when the top 24 bits of word i % 4 of the
+// The dropout factors that the wasm kernels draw, computed with the JavaScript Philox generator.
+// Element i keeps its value, scaled by 1 / (1 - p), when the top 24 bits of word i % 4 of the
 // block at counter + i / 4 are at least ceil(p * 2^24).
 import { philox4x32, type RngStream } from "../../src/engine/random.js";
 

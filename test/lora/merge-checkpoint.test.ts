@@ -196,6 +196,7 @@ test("merge --force rejects an input folder as output", async () => {
   }
   assert.deepEqual(folderBytes(model), before.model);
   assert.deepEqual(folderBytes(adapter), before.adapter);
+
   // A full folder inside the adapter folder, as a run's checkpoints/ is, is not replaced.
   const checkpoints = join(adapter, "checkpoints");
   mkdirSync(join(checkpoints, "step-000010"), { recursive: true });
@@ -205,21 +206,23 @@ test("merge --force rejects an input folder as output", async () => {
     /output folder .*checkpoints is inside the adapter folder .* and not empty/,
   );
   assert.equal(readFileSync(join(checkpoints, "latest"), "utf8"), "step-000010\n");
+
   // Nor is the current folder.
-  const here = join(scratch, "here");
-  mkdirSync(here);
-  writeFileSync(join(here, "notes.txt"), "mine");
+  const workingFolder = join(scratch, "working-folder");
+  mkdirSync(workingFolder);
+  writeFileSync(join(workingFolder, "notes.txt"), "mine");
   const cwd = process.cwd();
-  process.chdir(here);
+  process.chdir(workingFolder);
   try {
     await assert.rejects(
       runMerge(["--model", model, "--adapter", adapter, "--out", ".", "--force"]),
-      /output folder \S*here is or contains the current folder/,
+      /output folder \S*working-folder is or contains the current folder/,
     );
   } finally {
     process.chdir(cwd);
   }
-  assert.equal(readFileSync(join(here, "notes.txt"), "utf8"), "mine");
+  assert.equal(readFileSync(join(workingFolder, "notes.txt"), "utf8"), "mine");
+
   // A new folder inside the adapter folder deletes nothing of it.
   const inside = join(adapter, "merged");
   assert.equal(await runMerge(["--model", model, "--adapter", adapter, "--out", inside]), 0);

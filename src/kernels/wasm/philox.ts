@@ -45,7 +45,7 @@ function mulHi4(a: v128, b: v128): v128 {
  * four philoxBlock calls would. The four blocks run in the lanes of one vector each round.
  */
 export function philoxBlocks4(counter: u64, k0: u32, k1: u32, out: usize): void {
-  // Lane j holds counter + j, split into its low and high words.
+  // Lane j contains counter + j, split into its low and high words.
   const second = counter + 1;
   const third = counter + 2;
   const fourth = counter + 3;
